@@ -1,0 +1,83 @@
+"""Small helpers shared by the scripts: one-line errors, seed ranges, finding the latest network, devices, images."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model import WEIGHTS_NAME, NetworkError
+
+RUNS_DIR = "runs"  # train.py's default --outdir
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2, no traceback."""
+
+
+def fail(message: str, code: int = 2):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def run_cli(main, argv=None):
+    """Run a script's main(argv), turning user errors into a one-line message and exit code 2."""
+    try:
+        return main(argv)
+    except (UsageError, NetworkError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-99' or '1,5,10-12' -> list of ints. Seeds are numpy RandomState seeds: 0 <= seed < 2**32."""
+    seeds = []
+    for part in str(text).split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise UsageError(f"invalid seed {part!r} in {text!r}: use numbers and ranges like 0-99 or 1,5,10-12")
+        lo, hi = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
+        if hi < lo:
+            raise UsageError(f"seed range {part!r} is reversed: write it low-high, e.g. {hi}-{lo}")
+        if hi >= 2**32:
+            raise UsageError(f"seed {hi} is too large: seeds must be below 2**32")
+        seeds.extend(range(lo, hi + 1))
+    return seeds
+
+
+def find_latest_network(runs_dir: str | Path = RUNS_DIR) -> Path | None:
+    """The network folder most recently written by train.py under runs_dir, or None."""
+    found = sorted(Path(runs_dir).glob(f"*/network/{WEIGHTS_NAME}"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else None
+
+
+def resolve_network(arg: str | None, runs_dir: str | Path = RUNS_DIR) -> str:
+    """--network as given, or the latest trained network; a clear error if there is none."""
+    if arg:
+        return arg
+    latest = find_latest_network(runs_dir)
+    if latest is None:
+        raise NetworkError(f"no trained network found under {runs_dir}/: train one with `accelerate launch train.py` "
+                           "or pass --network PATH")
+    return str(latest)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """Generator output (N, C, H, W) in [-1, 1] -> uint8 (N, H, W, C), as the official code converts it."""
+    img = (img.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return img.permute(0, 2, 3, 1).cpu().numpy()

@@ -1,0 +1,637 @@
+"""The networks of StyleGAN (Karras, Laine, Aila 2019), and the paper's "traditional" baseline.
+
+Generator = MappingNetwork (z -> w) + SynthesisNetwork (one w per style layer -> image).
+Discriminator = the mirror of the synthesis network, with a minibatch standard deviation layer.
+Both run at any intermediate resolution of progressive growing, with a fade-in `alpha`.
+
+Numbers (channels, gains, learning-rate multipliers, initialisations) follow the paper and the official
+TensorFlow code; where we depart from it, a comment says so. A network is saved as a folder laid out like a
+Hugging Face Hub model: `config.json` beside `model.safetensors` (the config is also stored in the safetensors
+header, so the weights file alone is enough). Loading never unpickles anything.
+
+    python model.py --preset ffhq1024      # per-block summary and parameter counts
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FORMAT_VERSION = 1  # bump when the state-dict layout changes
+SQRT2 = math.sqrt(2.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class NetworkConfig:
+    architecture: str = "style"  # "style": the paper's style-based generator; "traditional": latent -> first layer
+    resolution: int = 1024  # final output resolution (a power of two, >= 4)
+    img_channels: int = 3  # RGB
+    z_dim: int = 512  # input latent Z
+    w_dim: int = 512  # intermediate latent W
+    mapping_layers: int = 8  # depth of f: Z -> W (paper Table 4: 0, 1, 2, 8); 0 means w = normalized z
+    mapping_width: int = 512  # width of the hidden mapping layers
+    mapping_lr_mul: float = 0.01  # learning-rate multiplier of the mapping network (paper, Appendix C)
+    channel_base: int = 16384  # channels at resolution r = min(channel_base // r, channel_max)
+    channel_max: int = 512
+    use_noise: bool = True  # per-layer noise inputs (paper Sec. 3.2); the traditional generator has none
+    fused_min_res: int = 128  # from this resolution up, up/down-sampling convs run fused (same function, faster)
+    mbstd_group: int = 4  # minibatch standard deviation group size (discriminator)
+    default_cutoff: int | None = None  # truncation cutoff used when a caller passes none; None = all layers
+
+    def channels(self, res: int) -> int:
+        return min(self.channel_base // res, self.channel_max)
+
+    @property
+    def log2_res(self) -> int:
+        return int(math.log2(self.resolution))
+
+    @property
+    def resolutions(self) -> list[int]:
+        return [2**i for i in range(2, self.log2_res + 1)]
+
+    @property
+    def num_ws(self) -> int:
+        """Style layers: two per resolution (18 at 1024^2)."""
+        return 2 * self.log2_res - 2
+
+    def validate(self) -> "NetworkConfig":
+        if self.architecture not in ("style", "traditional"):
+            raise ValueError(f"architecture must be 'style' or 'traditional', not {self.architecture!r}")
+        if self.resolution < 4 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"resolution must be a power of two >= 4, not {self.resolution}")
+        if self.mapping_layers == 0 and self.z_dim != self.w_dim:
+            raise ValueError("mapping_layers=0 needs z_dim == w_dim (w is then the normalized z)")
+        if self.mapping_layers < 0:
+            raise ValueError("mapping_layers must be >= 0")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetworkConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}")
+        return cls(**d).validate()
+
+
+PRESETS: dict[str, NetworkConfig] = {
+    # The paper's config F at 1024x1024 (FFHQ): 26.2 M generator parameters.
+    "ffhq1024": NetworkConfig(resolution=1024),
+    "ffhq256": NetworkConfig(resolution=256),
+    # The paper's traditional generator (ProGAN with the tuning of config B): latent through the first layer.
+    "traditional1024": NetworkConfig(architecture="traditional", resolution=1024, mapping_layers=0, use_noise=False),
+    # The small network train.py uses by default: 32x32 on a laptop CPU. Same architecture, narrower.
+    "cpu": NetworkConfig(resolution=32, z_dim=128, w_dim=128, mapping_width=128, channel_base=2048, channel_max=128),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building blocks: equalized learning rate (paper Sec. 2 / ProGAN Sec. 4.1)
+
+
+def pixel_norm(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    return x * torch.rsqrt(x.square().mean(dim=dim, keepdim=True) + eps)
+
+
+class EqualLinear(nn.Module):
+    """Dense layer with weights drawn from N(0, 1/lr_mul) and scaled at run time by He's constant * lr_mul."""
+
+    def __init__(self, in_features: int, out_features: int, gain: float = SQRT2, lr_mul: float = 1.0, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.weight_gain = gain / math.sqrt(in_features) * lr_mul
+        self.lr_mul = lr_mul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self.bias * self.lr_mul if self.bias is not None else None
+        return F.linear(x, self.weight * self.weight_gain, bias)
+
+
+def _fused_kernel(w: torch.Tensor) -> torch.Tensor:
+    """3x3 kernel -> 4x4 kernel that does a 2x resampling and the 3x3 conv in one strided op (official 'fused_scale')."""
+    w = F.pad(w, [1, 1, 1, 1])
+    return w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
+
+
+class EqualConv2d(nn.Module):
+    """Convolution with equalized learning rate, optionally with 2x nearest up-sampling before it or 2x average
+    down-sampling after it. `fused=True` computes the same function with one strided (transposed) convolution,
+    as the official code does from 128^2 up; tests check that both paths agree."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, gain: float = SQRT2, bias: bool = True,
+                 up: bool = False, down: bool = False, fused: bool = False):
+        super().__init__()
+        assert not (up and down)
+        self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        self.weight_gain = gain / math.sqrt(cin * kernel * kernel)
+        self.up, self.down, self.fused, self.pad = up, down, fused and kernel == 3, kernel // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        if self.up and self.fused:
+            # conv_transpose correlates with the flipped kernel, so flip before fusing: equals nearest-up then conv.
+            w = _fused_kernel(w.flip([2, 3]))
+            return F.conv_transpose2d(x, w.transpose(0, 1), self.bias, stride=2, padding=1)
+        if self.down and self.fused:
+            return F.conv2d(x, _fused_kernel(w) * 0.25, self.bias, stride=2, padding=1)
+        if self.up:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = F.conv2d(x, w, self.bias, padding=self.pad)
+        if self.down:
+            x = F.avg_pool2d(x, 2)
+        return x
+
+
+class Blur(nn.Module):
+    """[1, 2, 1] low-pass filter applied per channel: the paper's bilinear up/down-sampling (config B)."""
+
+    def __init__(self):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        k = k[:, None] * k[None, :]
+        self.register_buffer("kernel", (k / k.sum())[None, None], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        return F.conv2d(x, self.kernel.to(x.dtype).expand(c, 1, 3, 3), padding=1, groups=c)
+
+
+class NoiseInjection(nn.Module):
+    """Adds a single-channel noise image, scaled by a learned per-channel factor initialised to zero (Sec. 3.2)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return x + noise * self.weight.view(1, -1, 1, 1)
+
+
+class AdaIN(nn.Module):
+    """AdaIN(x, y) = y_s * norm(x) + y_b, with y = A(w) a learned affine map of w (paper Eq. 1).
+    As in the official code the scale is parametrised as (1 + y_s), so a freshly initialised layer is identity."""
+
+    def __init__(self, channels: int, w_dim: int):
+        super().__init__()
+        self.affine = EqualLinear(w_dim, 2 * channels, gain=1.0)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        x = x - x.mean(dim=(2, 3), keepdim=True)  # instance norm, per sample and channel
+        x = x * torch.rsqrt(x.square().mean(dim=(2, 3), keepdim=True) + 1e-8)
+        y_s, y_b = self.affine(w).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)  # (N, C, 1, 1) each
+        return x * (y_s + 1) + y_b
+
+
+class Epilogue(nn.Module):
+    """What follows every synthesis convolution: noise, bias, leaky ReLU, then AdaIN (style-based) or pixel norm
+    (traditional, as in ProGAN). Holds the layer's fixed noise image for noise_mode='const'."""
+
+    def __init__(self, channels: int, w_dim: int, res: int, layer_idx: int, use_noise: bool, use_styles: bool):
+        super().__init__()
+        self.layer_idx, self.res = layer_idx, res
+        self.noise = NoiseInjection(channels) if use_noise else None
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.adain = AdaIN(channels, w_dim) if use_styles else None
+        if use_noise:  # a fixed noise image per layer, drawn from a per-layer seed so it does not depend on init order
+            g = torch.Generator().manual_seed(1000 + layer_idx)
+            self.register_buffer("noise_const", torch.randn(1, 1, res, res, generator=g))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        if self.noise is not None and noise is not None:
+            x = self.noise(x, noise)
+        x = F.leaky_relu(x + self.bias.view(1, -1, 1, 1), 0.2)
+        return self.adain(x, w) if self.adain is not None else pixel_norm(x)
+
+
+class ToRGB(nn.Module):
+    def __init__(self, cin: int, img_channels: int):
+        super().__init__()
+        self.conv = EqualConv2d(cin, img_channels, 1, gain=1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generator
+
+
+class MappingNetwork(nn.Module):
+    """f: Z -> W. Normalizes z (pixel norm), then `num_layers` dense layers with leaky ReLU and lr multiplier 0.01."""
+
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, width: int, lr_mul: float):
+        super().__init__()
+        dims = [z_dim] + [width] * (num_layers - 1) + [w_dim] if num_layers > 0 else []
+        self.layers = nn.ModuleList(EqualLinear(a, b, lr_mul=lr_mul) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = pixel_norm(z)
+        for layer in self.layers:
+            x = F.leaky_relu(layer(x), 0.2)
+        return x  # (N, w_dim)
+
+
+class ConstantInput(nn.Module):
+    """The learned 4x4 constant that replaces the traditional input layer (paper Sec. 2), initialised to ones."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.const = nn.Parameter(torch.ones(1, channels, 4, 4))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.const.expand(w.shape[0], -1, -1, -1)
+
+
+class DenseInput(nn.Module):
+    """The traditional generator's input: the latent through a dense layer to 4x4 (ProGAN, gain sqrt(2)/4)."""
+
+    def __init__(self, w_dim: int, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.dense = EqualLinear(w_dim, channels * 16, gain=SQRT2 / 4, bias=False)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.dense(w).view(-1, self.channels, 4, 4)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution of g: (up-sample, conv 3x3, blur) or the input at 4x4, then conv 3x3; an epilogue after each."""
+
+    def __init__(self, cfg: NetworkConfig, res: int):
+        super().__init__()
+        cin, cout, style = cfg.channels(max(res // 2, 4)), cfg.channels(res), cfg.architecture == "style"
+        first = 2 * int(math.log2(res)) - 4  # index of this block's first style layer
+        if res == 4:
+            self.conv0 = ConstantInput(cout) if style else DenseInput(cfg.w_dim, cout)
+            self.blur = None
+        else:
+            self.conv0 = EqualConv2d(cin, cout, 3, bias=False, up=True, fused=res >= cfg.fused_min_res)
+            self.blur = Blur()
+        self.epi0 = Epilogue(cout, cfg.w_dim, res, first, cfg.use_noise, style)
+        self.conv1 = EqualConv2d(cout, cout, 3, bias=False)
+        self.epi1 = Epilogue(cout, cfg.w_dim, res, first + 1, cfg.use_noise, style)
+        self.res, self.first = res, first
+
+    def forward(self, x: torch.Tensor | None, ws: torch.Tensor, noise: list) -> torch.Tensor:
+        w0, w1 = ws[:, self.first], ws[:, self.first + 1]
+        x = self.conv0(w0) if self.res == 4 else self.blur(self.conv0(x))
+        x = self.epi0(x, w0, noise[self.first])
+        return self.epi1(self.conv1(x), w1, noise[self.first + 1])
+
+
+class SynthesisNetwork(nn.Module):
+    """g: ws (N, num_ws, w_dim) -> image (N, C, res, res), values nominally in [-1, 1].
+
+    The style-based generator feeds ws[:, i] to style layer i. The traditional generator feeds ws[:, 0] to its
+    dense input layer and ignores the rest (its truncation and mixing therefore act on layer 0 only)."""
+
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.blocks = nn.ModuleDict({f"b{r}": SynthesisBlock(cfg, r) for r in cfg.resolutions})
+        self.torgb = nn.ModuleDict({f"b{r}": ToRGB(cfg.channels(r), cfg.img_channels) for r in cfg.resolutions})
+
+    def make_noise(self, batch: int, res: int | None = None, seed: int | None = None,
+                   device: torch.device | str = "cpu") -> list[torch.Tensor | None]:
+        """One noise image per style layer, drawn on the CPU from `seed` (if given) so it is device-independent."""
+        res = res or self.cfg.resolution
+        if not self.cfg.use_noise:
+            return [None] * self.cfg.num_ws
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        out = []
+        for i in range(self.cfg.num_ws):
+            r = 2 ** (i // 2 + 2)
+            out.append(torch.randn(batch, 1, r, r, generator=g).to(device) if r <= res else None)
+        return out
+
+    def const_noise(self) -> list[torch.Tensor | None]:
+        if not self.cfg.use_noise:
+            return [None] * self.cfg.num_ws
+        out = []
+        for block in self.blocks.values():
+            out += [block.epi0.noise_const, block.epi1.noise_const]
+        return out
+
+    def forward(self, ws: torch.Tensor, res: int | None = None, alpha: float = 1.0, noise_mode: str = "random",
+                noise: list | None = None) -> torch.Tensor:
+        cfg = self.cfg
+        res = res or cfg.resolution
+        assert res in cfg.resolutions, f"res {res} not in {cfg.resolutions}"
+        assert ws.ndim == 3 and ws.shape[1:] == (cfg.num_ws, cfg.w_dim), f"ws must be (N, {cfg.num_ws}, {cfg.w_dim})"
+        if noise is None:
+            if noise_mode == "random":
+                noise = [None if n is None else torch.randn(ws.shape[0], 1, n, n, device=ws.device, dtype=ws.dtype)
+                         for n in (2 ** (i // 2 + 2) if cfg.use_noise else None for i in range(cfg.num_ws))]
+            elif noise_mode == "const":
+                noise = self.const_noise()
+            elif noise_mode == "none":
+                noise = [None] * cfg.num_ws
+            else:
+                raise ValueError(f"noise_mode must be random, const or none, not {noise_mode!r}")
+        x, prev = None, None
+        for r, block in self.blocks.items():
+            r = int(r[1:])
+            prev, x = x, block(x, ws, noise)
+            if r == res:
+                break
+        img = self.torgb[f"b{res}"](x)
+        if alpha < 1.0 and res > 4:  # fade-in: lerp from the previous resolution's output, up-sampled (ProGAN)
+            low = F.interpolate(self.torgb[f"b{res // 2}"](prev), scale_factor=2, mode="nearest")
+            img = low + (img - low) * alpha
+        return img
+
+
+class Generator(nn.Module):
+    """The full generator: z -> w (mapping), truncation, optional style mixing, then synthesis."""
+
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_width, cfg.mapping_lr_mul)
+        self.synthesis = SynthesisNetwork(cfg)
+        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))  # moving average of w, for truncation
+
+    @property
+    def num_ws(self) -> int:
+        return self.cfg.num_ws
+
+    def num_ws_at(self, res: int) -> int:
+        """Style layers in use at resolution `res` (style-mixing crossovers are drawn among these)."""
+        return 2 * int(math.log2(res)) - 2
+
+    @torch.no_grad()
+    def update_w_avg(self, w: torch.Tensor, beta: float = 0.995) -> None:
+        self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, beta))
+
+    def truncate(self, ws: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
+        """w' = w_avg + psi (w - w_avg) on style layers [0, cutoff) (paper Sec. 4.1 / Appendix B)."""
+        if psi == 1.0:
+            return ws
+        cutoff = self.cfg.default_cutoff if cutoff is None else cutoff
+        cutoff = self.num_ws if cutoff is None else cutoff
+        avg = self.w_avg.to(ws.dtype)
+        layer = torch.arange(self.num_ws, device=ws.device).view(1, -1, 1)
+        return torch.where(layer < cutoff, avg.lerp(ws, psi), ws)
+
+    def map(self, z: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
+        """z (N, z_dim) -> ws (N, num_ws, w_dim), broadcast to every style layer and truncated."""
+        ws = self.mapping(z).unsqueeze(1).repeat(1, self.num_ws, 1)
+        return self.truncate(ws, psi, cutoff)
+
+    def forward(self, z: torch.Tensor, psi: float = 1.0, cutoff: int | None = None, res: int | None = None,
+                alpha: float = 1.0, noise_mode: str = "random", noise: list | None = None,
+                mix_z: torch.Tensor | None = None, mix_layer: int | torch.Tensor | None = None,
+                return_w: bool = False):
+        """Training and inference in one call (so DDP sees every parameter use).
+
+        mix_z, mix_layer: style mixing; layers >= mix_layer (an int, or one per sample) take mix_z's w.
+        return_w: also return the un-broadcast w (N, w_dim) of z, for the w_avg update."""
+        assert z.ndim == 2 and z.shape[1] == self.cfg.z_dim, f"z must be (N, {self.cfg.z_dim}), got {tuple(z.shape)}"
+        w = self.mapping(z)
+        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
+        if mix_z is not None:
+            w2 = self.mapping(mix_z)
+            layer = torch.arange(self.num_ws, device=z.device).view(1, -1, 1)
+            cut = torch.as_tensor(mix_layer, device=z.device).view(-1, 1, 1)
+            ws = torch.where(layer < cut, ws, w2.unsqueeze(1))
+        ws = self.truncate(ws, psi, cutoff)
+        img = self.synthesis(ws, res=res, alpha=alpha, noise_mode=noise_mode, noise=noise)
+        return (img, w) if return_w else img
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Discriminator
+
+
+class MinibatchStdDev(nn.Module):
+    """Appends the average standard deviation of features over groups of samples as one extra channel (ProGAN)."""
+
+    def __init__(self, group_size: int = 4):
+        super().__init__()
+        self.group_size = group_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        # The official code requires N divisible by the group size; we take the largest group that divides N.
+        g = max(d for d in range(1, min(self.group_size, n) + 1) if n % d == 0)
+        y = x.float().view(g, n // g, c, h, w)
+        y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt()  # (M, C, H, W) std over each group
+        y = y.mean(dim=(1, 2, 3)).to(x.dtype)  # (M,)
+        y = y.view(1, n // g, 1, 1, 1).expand(g, -1, 1, h, w).reshape(n, 1, h, w)
+        return torch.cat([x, y], dim=1)
+
+
+class DiscriminatorBlock(nn.Module):
+    """conv 3x3, then blur and a down-sampling conv 3x3 (fused from 128^2 up), leaky ReLU after each."""
+
+    def __init__(self, cfg: NetworkConfig, res: int):
+        super().__init__()
+        cin, cout = cfg.channels(res), cfg.channels(res // 2)
+        self.conv0 = EqualConv2d(cin, cin, 3)
+        self.blur = Blur()
+        self.conv1 = EqualConv2d(cin, cout, 3, down=True, fused=res >= cfg.fused_min_res)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.conv0(x), 0.2)
+        return F.leaky_relu(self.conv1(self.blur(x)), 0.2)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        self.cfg = cfg.validate()
+        c4, c2 = cfg.channels(4), cfg.channels(2)
+        self.fromrgb = nn.ModuleDict({f"b{r}": EqualConv2d(cfg.img_channels, cfg.channels(r), 1) for r in cfg.resolutions})
+        self.blocks = nn.ModuleDict({f"b{r}": DiscriminatorBlock(cfg, r) for r in reversed(cfg.resolutions[1:])})
+        self.mbstd = MinibatchStdDev(cfg.mbstd_group)
+        self.conv = EqualConv2d(c4 + 1, c4, 3)
+        self.fc = EqualLinear(c4 * 16, c2)
+        self.out = EqualLinear(c2, 1, gain=1.0)
+
+    def forward(self, img: torch.Tensor, res: int | None = None, alpha: float = 1.0) -> torch.Tensor:
+        res = res or self.cfg.resolution
+        assert img.ndim == 4 and img.shape[2:] == (res, res), f"expected images at {res}x{res}, got {tuple(img.shape)}"
+        x = F.leaky_relu(self.fromrgb[f"b{res}"](img), 0.2)
+        for r, block in self.blocks.items():
+            r = int(r[1:])
+            if r > res:
+                continue
+            x = block(x)
+            if r == res and alpha < 1.0:  # fade-in: lerp from the down-sampled image through the older fromRGB
+                low = F.leaky_relu(self.fromrgb[f"b{r // 2}"](F.avg_pool2d(img, 2)), 0.2)
+                x = low + (x - low) * alpha
+        x = F.leaky_relu(self.conv(self.mbstd(x)), 0.2)
+        x = F.leaky_relu(self.fc(x.flatten(1)), 0.2)
+        return self.out(x).squeeze(1)  # (N,) logits
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Seeds, saving and loading
+
+
+def seed_to_z(seeds, z_dim: int) -> torch.Tensor:
+    """The same z for a seed on every machine and batch size: numpy's RandomState, as the official code does."""
+    return torch.from_numpy(np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])).float()
+
+
+class NetworkError(Exception):
+    """A network path that does not exist or is not a valid network: scripts print its message on one line."""
+
+
+WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_network(G: Generator, folder: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write G as a Hub-style folder: config.json + model.safetensors (config also in its header). Atomic per file."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    meta = {"format": "stylegan-pytorch", "format_version": FORMAT_VERSION, "network": G.cfg.to_dict(), **(extra or {})}
+    state = {k: v.detach().float().cpu().contiguous() for k, v in G.state_dict().items()}
+    _atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"config": json.dumps(meta)}))
+    _atomic_write(folder / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    return folder
+
+
+def read_network_meta(path: str | os.PathLike) -> dict:
+    """The JSON metadata of a saved network (its config under 'network', plus training info)."""
+    from safetensors import safe_open
+
+    weights = _weights_path(path)
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("config", "null"))
+    except Exception as e:  # safetensors raises several types for a bad header
+        raise NetworkError(f"{weights} is not a valid safetensors file ({type(e).__name__}); pass a network folder "
+                           "written by train.py") from None
+    if not isinstance(meta, dict) or meta.get("format") != "stylegan-pytorch":
+        raise NetworkError(f"{weights} holds no StyleGAN network config; pass a network folder written by train.py")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise NetworkError(f"{weights} was written by a newer version of this code; update the code to load it")
+    return meta
+
+
+def _weights_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        p = p / WEIGHTS_NAME
+    if not p.is_file():
+        if not Path(path).exists() and _looks_like_hub_id(str(path)):
+            return _hub_download(str(path))
+        raise NetworkError(f"no network at {path}: expected a folder with {WEIGHTS_NAME} (train.py writes "
+                           f"runs/<run>/network) or a .safetensors file")
+    return p
+
+
+def _looks_like_hub_id(s: str) -> bool:
+    parts = s.split("/")
+    return len(parts) == 2 and all(parts) and not s.startswith((".", "/", "~"))
+
+
+def _hub_download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id, WEIGHTS_NAME))
+    except Exception as e:
+        raise NetworkError(f"could not fetch {repo_id!r} from the Hugging Face Hub ({type(e).__name__}); check the "
+                           "name and your connection, or pass a local network folder") from None
+
+
+def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
+    """Load a generator from a network folder, a .safetensors file or a Hub repo id ('user/repo'). Eval mode."""
+    from safetensors.torch import load_file
+
+    weights = _weights_path(path)
+    meta = read_network_meta(weights)
+    try:
+        G = Generator(NetworkConfig.from_dict(meta["network"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise NetworkError(f"{weights} has an invalid network config: {e}") from None
+    state = load_file(str(weights))
+    missing, unexpected = set(G.state_dict()) - set(state), set(state) - set(G.state_dict())
+    if missing or unexpected:
+        raise NetworkError(f"{weights} does not match its config: {len(missing)} missing and {len(unexpected)} "
+                           "unexpected tensors")
+    try:
+        G.load_state_dict(state)
+    except RuntimeError as e:
+        raise NetworkError(f"{weights} does not match its config (tensor shapes differ)") from None
+    G.meta = meta
+    return G.eval().requires_grad_(False).to(device)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Summary
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def summary(cfg: NetworkConfig) -> str:
+    """Per-block table (resolution, channels, output shape, parameters) and totals for G and D."""
+    G, D = Generator(cfg), Discriminator(cfg)
+    rows = [f"{'block':<22}{'res':>6}{'channels':>10}  {'output shape':<20}{'parameters':>14}"]
+    rows.append(f"{'G.mapping':<22}{'':>6}{cfg.w_dim:>10}  {str((cfg.w_dim,)):<20}{count_params(G.mapping):>14,}")
+    for r in cfg.resolutions:
+        n = count_params(G.synthesis.blocks[f"b{r}"]) + count_params(G.synthesis.torgb[f"b{r}"])
+        rows.append(f"{f'G.synthesis.b{r}+toRGB':<22}{r:>6}{cfg.channels(r):>10}  "
+                    f"{str((cfg.channels(r), r, r)):<20}{n:>14,}")
+    for r in reversed(cfg.resolutions[1:]):
+        n = count_params(D.blocks[f"b{r}"]) + count_params(D.fromrgb[f"b{r}"])
+        rows.append(f"{f'D.fromRGB+b{r}':<22}{r:>6}{cfg.channels(r // 2):>10}  "
+                    f"{str((cfg.channels(r // 2), r // 2, r // 2)):<20}{n:>14,}")
+    n = count_params(D) - sum(count_params(D.blocks[k]) for k in D.blocks) - sum(
+        count_params(D.fromrgb[f"b{r}"]) for r in cfg.resolutions[1:])
+    rows.append(f"{'D.fromRGB4+epilogue':<22}{4:>6}{1:>10}  {'(1,)':<20}{n:>14,}")
+    rows.append(f"generator parameters: {count_params(G):,}")
+    rows.append(f"discriminator parameters: {count_params(D):,}")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Print a StyleGAN network's per-block summary and parameter counts.",
+                                     epilog="example: python model.py --preset ffhq1024")
+    parser.add_argument("--preset", default="ffhq1024", choices=sorted(PRESETS), help="network preset")
+    args = parser.parse_args(argv)
+    cfg = PRESETS[args.preset]
+    print(f"preset {args.preset}: {json.dumps(cfg.to_dict())}")
+    print(summary(cfg))
+
+
+if __name__ == "__main__":
+    main()

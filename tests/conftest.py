@@ -1,0 +1,38 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+from model import Generator, NetworkConfig, save_network  # noqa: E402
+
+# A network small enough that every test using it runs in milliseconds, with every feature switched on.
+TINY = NetworkConfig(resolution=16, z_dim=32, w_dim=32, mapping_layers=2, mapping_width=32, channel_base=256,
+                     channel_max=32)
+
+
+def make_tiny_generator(seed: int = 0, cfg: NetworkConfig = TINY) -> Generator:
+    torch.manual_seed(seed)
+    G = Generator(cfg)
+    with torch.no_grad():  # give noise strengths and w_avg non-trivial values, as a trained network has
+        for name, p in G.named_parameters():
+            if name.endswith("noise.weight"):
+                p.normal_(0, 0.5)
+        G.w_avg.normal_()
+    return G.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_network(tmp_path_factory) -> Path:
+    """A saved random tiny network folder (config.json + model.safetensors), laid out as train.py writes it."""
+    folder = tmp_path_factory.mktemp("runs") / "00000-tiny" / "network"
+    save_network(make_tiny_generator(), folder)
+    return folder

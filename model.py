@@ -486,6 +486,21 @@ class Discriminator(nn.Module):
         return self.out(x).squeeze(1)  # (N,) logits
 
 
+def style_ranges(resolution: int) -> dict[str, tuple[int, int, str]]:
+    """The paper's coarse / middle / fine style-layer ranges as {name: (first, stop, resolutions)} (Sec. 3.1, Fig. 3):
+    coarse = 4^2-8^2, middle = 16^2-32^2, fine = 64^2 and up. A network below 64^2 has no 'fine' layers in that sense,
+    so there (our departure) the three ranges are its lowest two, its next, and its last resolution."""
+    n = 2 * int(math.log2(resolution)) - 2
+    if resolution >= 64:
+        bounds = {"coarse": (0, 4), "middle": (4, 8), "fine": (8, n)}
+    elif resolution >= 16:
+        bounds = {"coarse": (0, n - 4), "middle": (n - 4, n - 2), "fine": (n - 2, n)}
+    else:
+        raise ValueError("style ranges need a network of at least 16x16")
+    res = lambda i: 2 ** (i // 2 + 2)  # resolution of style layer i
+    return {k: (a, b, f"{res(a)}-{res(b - 1)}" if res(a) != res(b - 1) else f"{res(a)}") for k, (a, b) in bounds.items()}
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Seeds, saving and loading
 

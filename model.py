@@ -79,6 +79,8 @@ class NetworkConfig:
             raise ValueError("mapping_layers=0 needs z_dim == w_dim (w is then the normalized z)")
         if self.mapping_layers < 0:
             raise ValueError("mapping_layers must be >= 0")
+        if self.channels(self.resolution) < 1:
+            raise ValueError(f"channel_base {self.channel_base} gives no channels at {self.resolution}^2: raise it")
         return self
 
     def to_dict(self) -> dict:

@@ -1,0 +1,484 @@
+"""Interactive StyleGAN demo in the browser (Gradio): generate from a seed, style mixing, stochastic variation.
+
+    python demo.py                                 # latest network under runs/, on http://127.0.0.1:7860
+    python demo.py --network runs/00003-ffhq/network --port 8000
+    python demo.py --share                         # also a public *.gradio.live link (opt-in)
+    python demo.py --screenshot docs/demo.png      # start, drive the page in headless Chromium, save a screenshot
+
+The inference functions (`generate_image`, `mix_images`, `stochastic_variation`) are pure: the same arguments give
+the same pixels. `build_demo` returns the Blocks without launching it, so tests can start it on any port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+import random
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from common import RUNS_DIR, UsageError, pick_device, resolve_network, run_cli, to_uint8  # noqa: E402
+from model import (WEIGHTS_NAME, Generator, NetworkConfig, NetworkError, load_network, read_network_meta, seed_to_z,
+                   style_ranges)  # noqa: E402
+
+SEED_MAX = 2**32 - 1  # seeds are numpy RandomState seeds (see model.seed_to_z)
+PSI_RANGE = (-2.0, 2.0)  # truncation psi: 1 = no truncation, 0 = the average image, < 0 the "anti-face" side
+NOISE_MODES = ("random", "const", "none")  # random: drawn from the noise seed; const: the network's fixed images
+DISPLAY_SIZE = 256  # small networks' images are enlarged (nearest neighbour) to at least this many pixels
+MAX_VARIATIONS = 8
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+CSS = "img { image-rendering: pixelated; }"  # keep enlarged pixels sharp when the browser rescales an image
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input checks: each raises UsageError with a message that a person can act on (the app shows it, never a traceback)
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    if seed is None or (isinstance(seed, float) and not math.isfinite(seed)):
+        raise UsageError(f"{name} is empty: enter a whole number from 0 to {SEED_MAX}")
+    if int(seed) != seed or not 0 <= seed <= SEED_MAX:
+        raise UsageError(f"{name} must be a whole number from 0 to {SEED_MAX} (2**32 - 1), not {seed}")
+    return int(seed)
+
+
+def check_psi(psi) -> float:
+    lo, hi = PSI_RANGE
+    if psi is None or not math.isfinite(psi) or not lo <= psi <= hi:
+        raise UsageError(f"truncation psi must be between {lo} and {hi} (1 = no truncation), not {psi}")
+    return float(psi)
+
+
+def check_cutoff(G: Generator, cutoff) -> int:
+    if cutoff is None or int(cutoff) != cutoff or not 0 <= cutoff <= G.num_ws:
+        raise UsageError(f"truncation cutoff must be a layer count from 0 to {G.num_ws}, not {cutoff}")
+    return int(cutoff)
+
+
+def check_layers(G: Generator, first, stop) -> tuple[int, int]:
+    n = G.num_ws
+    if first is None or stop is None or int(first) != first or int(stop) != stop:
+        raise UsageError(f"the mixed layers must be whole numbers with 0 <= first < stop <= {n}")
+    if not 0 <= first < stop <= n:
+        raise UsageError(f"mixed layers {int(first)}..{int(stop)} are out of range: this network has style layers "
+                         f"0..{n - 1}, so pick 0 <= first < stop <= {n}")
+    return int(first), int(stop)
+
+
+def check_noise_mode(mode) -> str:
+    if mode not in NOISE_MODES:
+        raise UsageError(f"noise mode must be one of {', '.join(NOISE_MODES)}, not {mode!r}")
+    return mode
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pure inference
+
+
+def _noise(G: Generator, noise_mode: str, noise_seed: int, batch: int = 1):
+    """(noise_mode, noise list) for G.synthesis: 'random' noise is drawn from noise_seed, so it is reproducible."""
+    if noise_mode == "random":
+        return "random", G.synthesis.make_noise(batch, seed=noise_seed, device=G.w_avg.device)
+    return noise_mode, None
+
+
+def _ws(G: Generator, seeds: list[int]) -> torch.Tensor:
+    """Seeds -> un-truncated ws (N, num_ws, w_dim)."""
+    z = seed_to_z(seeds, G.cfg.z_dim).to(G.w_avg.device)
+    return G.mapping(z).unsqueeze(1).repeat(1, G.num_ws, 1)
+
+
+@torch.inference_mode()
+def generate_image(G: Generator, seed: int, psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const",
+                   noise_seed: int = 0) -> np.ndarray:
+    """One image (H, W, 3) uint8 from a seed, truncated with psi on style layers [0, cutoff)."""
+    seed, psi, noise_mode = check_seed(seed), check_psi(psi), check_noise_mode(noise_mode)
+    cutoff = check_cutoff(G, G.num_ws if cutoff is None else cutoff)
+    mode, noise = _noise(G, noise_mode, check_seed(noise_seed, "noise seed"))
+    ws = G.truncate(_ws(G, [seed]), psi, cutoff)
+    return to_uint8(G.synthesis(ws, noise_mode=mode, noise=noise))[0]
+
+
+@torch.inference_mode()
+def mix_images(G: Generator, seed_a: int, seed_b: int, first: int, stop: int, psi: float = 1.0,
+               cutoff: int | None = None, noise_mode: str = "const", noise_seed: int = 0) -> np.ndarray:
+    """Style mixing (paper Sec. 3.1): A's styles with B's on layers [first, stop). Returns (3, H, W, 3) uint8: A, B,
+    mix. All three share one noise draw, so the mix differs from A only by the styles B supplies."""
+    seed_a, seed_b = check_seed(seed_a, "seed A"), check_seed(seed_b, "seed B")
+    psi, noise_mode = check_psi(psi), check_noise_mode(noise_mode)
+    first, stop = check_layers(G, first, stop)
+    cutoff = check_cutoff(G, G.num_ws if cutoff is None else cutoff)
+    mode, noise = _noise(G, noise_mode, check_seed(noise_seed, "noise seed"))  # batch 1: broadcast over A, B, mix
+    ws = _ws(G, [seed_a, seed_b])  # (2, num_ws, w_dim)
+    mixed = ws[:1].clone()
+    mixed[:, first:stop] = ws[1:, first:stop]
+    ws = G.truncate(torch.cat([ws, mixed]), psi, cutoff)  # truncation is per layer, so it commutes with mixing
+    return to_uint8(G.synthesis(ws, noise_mode=mode, noise=noise))
+
+
+@torch.inference_mode()
+def stochastic_variation(G: Generator, seed: int, n: int = 4, psi: float = 1.0, cutoff: int | None = None,
+                         noise_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Paper Sec. 3.2 / Fig. 4: one w, n noise draws. Returns (n, H, W, 3) uint8 images and an (H, W, 3) uint8 map of
+    the per-pixel standard deviation over the draws, scaled so its largest value is white."""
+    seed, psi = check_seed(seed), check_psi(psi)
+    if n is None or int(n) != n or not 2 <= n <= MAX_VARIATIONS:
+        raise UsageError(f"the number of variations must be from 2 to {MAX_VARIATIONS}, not {n}")
+    n = int(n)
+    cutoff = check_cutoff(G, G.num_ws if cutoff is None else cutoff)
+    noise = G.synthesis.make_noise(n, seed=check_seed(noise_seed, "noise seed"), device=G.w_avg.device)
+    ws = G.truncate(_ws(G, [seed]), psi, cutoff).repeat(n, 1, 1)
+    img = G.synthesis(ws, noise_mode="random", noise=noise)  # (n, 3, H, W)
+    std = img.float().std(dim=0, unbiased=False).mean(dim=0)  # (H, W), averaged over colour channels
+    std = (std / std.max().clamp(min=1e-8) * 255).round().to(torch.uint8).cpu().numpy()
+    return to_uint8(img), np.repeat(std[:, :, None], 3, axis=2)
+
+
+def upscale(img: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
+    """Enlarge (H, W, C) by a whole factor with nearest neighbour, so a 32x32 image is visible as sharp pixels."""
+    k = max(1, math.ceil(size / img.shape[0]))
+    return img.repeat(k, axis=0).repeat(k, axis=1) if k > 1 else img
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Networks: found once, loaded once
+
+
+def network_name(path: str | Path) -> str:
+    """runs/00003-ffhq/network -> '00003-ffhq'; any other path -> its own name."""
+    p = Path(path)
+    if p.name == WEIGHTS_NAME:
+        p = p.parent
+    return p.parent.name if p.name == "network" and p.parent.name else p.name
+
+
+def list_networks(runs_dir: str | Path = RUNS_DIR) -> dict[str, Path]:
+    """Every network folder under runs_dir, newest first, keyed by run name."""
+    found = sorted(Path(runs_dir).glob(f"*/network/{WEIGHTS_NAME}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return {network_name(p.parent): p.parent for p in found}
+
+
+class NetworkCache:
+    """Loads each network at most once (by resolved path) and hands out the same Generator afterwards."""
+
+    def __init__(self, networks: dict[str, str | Path], device: str | torch.device = "cpu"):
+        self.paths = {name: Path(p) for name, p in networks.items()}
+        self.device = torch.device(device)
+        self._loaded: dict[Path, Generator] = {}
+        self._lock = threading.Lock()  # two first requests for one network must not load it twice
+
+    def __getitem__(self, name: str) -> Generator:
+        if name not in self.paths:
+            raise UsageError(f"unknown network {name!r}: choose one of {', '.join(self.paths)}")
+        key = self.paths[name].resolve()
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = load_network(self.paths[name], self.device)
+            return self._loaded[key]
+
+
+def _as_dict(networks) -> dict[str, Path]:
+    if isinstance(networks, dict):
+        return {str(k): Path(v) for k, v in networks.items()}
+    out = {}
+    for p in networks:
+        name, i = network_name(p), 1
+        while name in out:  # two folders with one run name: keep both, distinguishable
+            i += 1
+            name = f"{network_name(p)} ({i})"
+        out[name] = Path(p)
+    return out
+
+
+def _num_ws(path: Path) -> int:
+    try:
+        return NetworkConfig.from_dict(read_network_meta(path)["network"]).num_ws
+    except (NetworkError, KeyError, TypeError, ValueError):
+        return 0  # unreadable: selecting it shows the loader's message
+
+
+def _preset_choices(G: Generator) -> list[tuple[str, str]]:
+    """[(label, value)] for the layer presets, labelled with the resolutions they cover, e.g. 'coarse (4²–8²)'."""
+    try:
+        ranges = style_ranges(G.cfg.resolution)
+    except ValueError:  # below 16x16 the paper's split does not exist: custom ranges only
+        ranges = {}
+    sq = lambda label: "–".join(f"{r}²" for r in label.split("-"))
+    return [(f"{k} ({sq(lab)}, layers {a}–{b - 1})", k) for k, (a, b, lab) in ranges.items()] + [("custom", "custom")]
+
+
+def _network_info(name: str, G: Generator, device) -> str:
+    c = G.cfg
+    return (f"**{name}**: {c.architecture} generator, {c.resolution}×{c.resolution}, {G.num_ws} style layers, "
+            f"noise {'on' if c.use_noise else 'off'}, on {device}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The app
+
+
+def _user_errors(fn):
+    """Bad input -> a gr.Error toast with our message (and no traceback on the console or in the page)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args):
+        try:
+            return fn(*args)
+        except (UsageError, NetworkError) as e:
+            raise gr.Error(str(e), print_exception=False) from None
+
+    return wrapper
+
+
+def _timing(t0: float, images: int) -> str:
+    ms = (time.perf_counter() - t0) * 1000
+    return f"{ms:.0f} ms for {images} image{'s' if images > 1 else ''} ({ms / images:.1f} ms per image)"
+
+
+def build_demo(networks: dict[str, str | Path] | list, device: str | torch.device = "cpu") -> gr.Blocks:
+    """The whole app, not launched. `networks`: {name: network folder} (first = default) or a list of folders.
+    The default network is loaded here, so a bad path fails before anything is served."""
+    networks = _as_dict(networks)
+    if not networks:
+        raise NetworkError("no networks given: train one with `accelerate launch train.py` or pass --network PATH")
+    cache = NetworkCache(networks, device)
+    default = next(iter(networks))
+    G0 = cache[default]
+    n0 = G0.num_ws
+    cut0 = G0.cfg.default_cutoff if G0.cfg.default_cutoff is not None else n0
+    presets0 = _preset_choices(G0)
+    first0, stop0 = (style_ranges(G0.cfg.resolution)["coarse"][:2] if len(presets0) > 1 else (0, 1))
+    # Slider ends fit the largest network (read from its config, weights not loaded), so that API calls for any
+    # network pass Gradio's own range check and reach ours; selecting a network in the page narrows them.
+    most_ws = max([n0, 2] + [_num_ws(p) for p in networks.values()])
+
+    @_user_errors
+    def generate(network, seed, psi, cutoff, noise_mode, noise_seed):
+        G, t0 = cache[network], time.perf_counter()
+        img = generate_image(G, seed, psi, cutoff, noise_mode, noise_seed)
+        return upscale(img), f"seed {int(seed)}, psi {psi:g}: {_timing(t0, 1)}"
+
+    @_user_errors
+    def mix(network, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed):
+        G, t0 = cache[network], time.perf_counter()
+        a, b, m = mix_images(G, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed)
+        return upscale(a), upscale(b), upscale(m), f"B supplies layers {int(first)}–{int(stop) - 1}: {_timing(t0, 3)}"
+
+    @_user_errors
+    def variation(network, seed, draws, psi, cutoff, noise_seed):
+        G, t0 = cache[network], time.perf_counter()
+        imgs, std = stochastic_variation(G, seed, draws, psi, cutoff, noise_seed)
+        return [upscale(x) for x in imgs], upscale(std), f"{int(draws)} noise draws: {_timing(t0, int(draws))}"
+
+    @_user_errors
+    def layer_preset(network, preset):
+        if preset == "custom":
+            return gr.skip(), gr.skip()
+        ranges = style_ranges(cache[network].cfg.resolution)
+        if preset not in ranges:
+            raise UsageError(f"unknown layer preset {preset!r}: choose one of {', '.join(ranges)} or custom")
+        return ranges[preset][0], ranges[preset][1]
+
+    @_user_errors
+    def select_network(network):
+        G = cache[network]
+        n, choices = G.num_ws, _preset_choices(G)
+        first, stop = style_ranges(G.cfg.resolution)["coarse"][:2] if len(choices) > 1 else (0, 1)
+        cut = G.cfg.default_cutoff if G.cfg.default_cutoff is not None else n
+        return (_network_info(network, G, cache.device), gr.Slider(maximum=n, value=cut),
+                gr.Slider(maximum=n - 1, value=first), gr.Slider(maximum=n, value=stop),
+                gr.Radio(choices=choices, value=choices[0][1]))
+
+    def random_seed():
+        return random.randint(0, SEED_MAX)
+
+    with gr.Blocks(title="StyleGAN demo") as demo:
+        gr.Markdown("# StyleGAN\nA style-based generator (Karras et al. 2019): a seed gives a latent z, the mapping "
+                    "network turns it into styles w, one per synthesis layer.")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                net = gr.Dropdown(list(networks), value=default, label="network", visible=len(networks) > 1)
+                info = gr.Markdown(_network_info(default, G0, cache.device), label="network info")
+                psi = gr.Slider(*PSI_RANGE, value=0.7, step=0.05, label="truncation psi", elem_id="psi",
+                                info="1 = none, 0 = the average image")
+                cutoff = gr.Slider(0, most_ws, value=cut0, step=1, label="truncation cutoff",
+                                   info="truncate style layers [0, cutoff)")
+                noise_mode = gr.Radio(list(NOISE_MODES), value="const", label="noise mode",
+                                      info="random: drawn from the noise seed; const: the network's fixed noise")
+                noise_seed = gr.Number(0, precision=0, label="noise seed")
+            with gr.Column(scale=3):
+                with gr.Tabs():
+                    with gr.Tab("Generate") as tab_gen:
+                        with gr.Row(equal_height=True):
+                            seed = gr.Number(0, precision=0, label="seed", info=f"0 to {SEED_MAX}", elem_id="seed")
+                            rand_btn = gr.Button("🎲 random seed", scale=0)
+                            gen_btn = gr.Button("Generate", variant="primary", scale=0)
+                        image = gr.Image(label="image", format="png", type="numpy", interactive=False,
+                                         elem_id="generated", height=DISPLAY_SIZE + 40)
+                        gen_info = gr.Markdown(label="timing", elem_id="generate-info")
+                    with gr.Tab("Style mixing") as tab_mix:
+                        with gr.Row(equal_height=True):
+                            seed_a = gr.Number(0, precision=0, label="seed A (source of most styles)")
+                            seed_b = gr.Number(1, precision=0, label="seed B")
+                            mix_btn = gr.Button("Mix", variant="primary", scale=0)
+                        preset = gr.Radio(presets0, value=presets0[0][1], label="layers B supplies")
+                        with gr.Row():
+                            first = gr.Slider(0, most_ws - 1, value=first0, step=1, label="first layer")
+                            stop = gr.Slider(1, most_ws, value=stop0, step=1, label="stop layer (exclusive)")
+                        with gr.Row():
+                            img_a = gr.Image(label="A", format="png", interactive=False, elem_id="mix-a")
+                            img_b = gr.Image(label="B", format="png", interactive=False, elem_id="mix-b")
+                            img_m = gr.Image(label="A with B's styles", format="png", interactive=False,
+                                             elem_id="mix-ab")
+                        mix_info = gr.Markdown(label="timing", elem_id="mix-info")
+                    with gr.Tab("Stochastic variation") as tab_var:
+                        with gr.Row(equal_height=True):
+                            var_seed = gr.Number(0, precision=0, label="seed")
+                            var_n = gr.Slider(2, MAX_VARIATIONS, value=4, step=1, label="noise draws")
+                            var_btn = gr.Button("Show variation", variant="primary", scale=0)
+                        gallery = gr.Gallery(label="same w, different noise (draws from the noise seed on)",
+                                             format="png", columns=4, height="auto", interactive=False)
+                        std_map = gr.Image(label="per-pixel standard deviation over the draws", format="png",
+                                           interactive=False, height=DISPLAY_SIZE + 40)
+                        var_info = gr.Markdown(label="timing", elem_id="variation-info")
+
+        gen_in = [net, seed, psi, cutoff, noise_mode, noise_seed]
+        mix_in = [net, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed]
+        var_in = [net, var_seed, var_n, psi, cutoff, noise_seed]
+        gr.on([gen_btn.click, seed.submit, demo.load], generate, gen_in, [image, gen_info], api_name="generate")
+        rand_btn.click(random_seed, None, seed, api_name="random_seed").then(
+            generate, gen_in, [image, gen_info], api_visibility="private")
+        gr.on([mix_btn.click, seed_a.submit, seed_b.submit], mix, mix_in, [img_a, img_b, img_m, mix_info],
+              api_name="mix")
+        preset.select(layer_preset, [net, preset], [first, stop], api_name="layer_preset").then(
+            mix, mix_in, [img_a, img_b, img_m, mix_info], api_visibility="private")
+        for s in (first, stop):  # moving a layer slider by hand makes the range a custom one
+            s.input(lambda: "custom", None, preset, api_visibility="private", queue=False)
+        gr.on([var_btn.click, var_seed.submit], variation, var_in, [gallery, std_map, var_info], api_name="variation")
+        net.change(select_network, net, [info, cutoff, first, stop, preset], api_name="select_network").then(
+            generate, gen_in, [image, gen_info], api_visibility="private")
+
+        # The shared settings re-run whichever tab is open, so moving psi changes the picture you are looking at.
+        tab = gr.State("generate")
+        tab_gen.select(lambda: "generate", None, tab, api_visibility="private", queue=False)
+        tab_mix.select(lambda: "mix", None, tab, api_visibility="private", queue=False)
+        tab_var.select(lambda: "variation", None, tab, api_visibility="private", queue=False)
+
+        def refresh(which, *args):
+            a = dict(zip(["net", "seed", "seed_a", "seed_b", "first", "stop", "var_seed", "var_n", "psi", "cutoff",
+                          "noise_mode", "noise_seed"], args))
+            skip_gen, skip_mix, skip_var = [gr.skip()] * 2, [gr.skip()] * 4, [gr.skip()] * 3
+            s = (a["psi"], a["cutoff"])
+            if which == "mix":
+                return skip_gen + list(mix(a["net"], a["seed_a"], a["seed_b"], a["first"], a["stop"], *s,
+                                           a["noise_mode"], a["noise_seed"])) + skip_var
+            if which == "variation":
+                return skip_gen + skip_mix + list(variation(a["net"], a["var_seed"], a["var_n"], *s, a["noise_seed"]))
+            return list(generate(a["net"], a["seed"], *s, a["noise_mode"], a["noise_seed"])) + skip_mix + skip_var
+
+        gr.on([psi.release, cutoff.release, noise_mode.change, noise_seed.submit], refresh,
+              [tab, net, seed, seed_a, seed_b, first, stop, var_seed, var_n, psi, cutoff, noise_mode, noise_seed],
+              [image, gen_info, img_a, img_b, img_m, mix_info, gallery, std_map, var_info], api_visibility="private")
+    return demo
+
+
+def launch_demo(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
+                concurrency: int = 1, block: bool = True) -> str:
+    """Queue (at most `concurrency` inferences at once; the rest wait their turn) and serve. Returns the local URL.
+    show_error stays False: our own gr.Error messages are shown anyway, anything unexpected only as 'Error'."""
+    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    try:
+        _, url, _ = demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
+                                show_error=False, quiet=not block, css=CSS, footer_links=["api"])
+    except OSError as e:  # the port is taken, typically
+        raise UsageError(f"cannot serve on {host}:{port} ({e}); pick another --port") from None
+    return url
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Screenshot (headless Chromium via Playwright), for the README
+
+
+def launch_chromium(playwright):
+    if not Path(CHROMIUM).exists():
+        raise UsageError(f"no browser at {CHROMIUM}: install one with `bash install.sh --browser` "
+                         "(Debian's chromium package)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def take_screenshot(url: str, path: str | Path, tab: str = "Style mixing") -> Path:
+    """Open the app, run the given tab's main action, and save a PNG of the page."""
+    from playwright.sync_api import sync_playwright
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.locator("#generated img").wait_for(timeout=60_000)  # the page generates seed 0 when it loads
+        if tab != "Generate":
+            page.get_by_role("tab", name=tab).click()
+            page.get_by_role("button", name={"Style mixing": "Mix", "Stochastic variation": "Show variation"}[tab]
+                             ).click()
+            page.locator("#mix-ab img" if tab == "Style mixing" else ".gallery img, [data-testid=gallery] img"
+                         ).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(500)  # let images finish decoding
+        page.screenshot(path=str(path), full_page=True)
+        browser.close()
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Interactive StyleGAN demo (Gradio): generate from a seed, style mixing, stochastic variation.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python demo.py\n  python demo.py --network runs/00003-ffhq/network --port 8000\n"
+               "  python demo.py --screenshot docs/demo.png")
+    parser.add_argument("--network", help="network folder or .safetensors file (default: every run under "
+                        "--runs-dir, the most recent first, with a dropdown to switch)")
+    parser.add_argument("--runs-dir", default=RUNS_DIR, help="where train.py writes runs (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: %(default)s, this "
+                        "machine only; 0.0.0.0 exposes it to your network)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=1, help="inferences run at once; more wait in the queue "
+                        "(default: %(default)s)")
+    parser.add_argument("--screenshot", metavar="PNG", help="start the app on --port, save a screenshot of it "
+                        "with generated images (headless Chromium), and exit")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port < 65536:
+        parser.error(f"--port must be from 0 to 65535, not {args.port}")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+
+    networks = {network_name(args.network): args.network} if args.network else list_networks(args.runs_dir)
+    if not networks:
+        resolve_network(None, args.runs_dir)  # raises the project's one-line "train one" error
+    device = pick_device(args.device)
+    demo = build_demo(networks, device)
+    if args.screenshot:
+        url = launch_demo(demo, args.host, args.port, concurrency=args.concurrency, block=False)
+        try:
+            print(f"saved {take_screenshot(url, args.screenshot)}")
+        finally:
+            demo.close()
+        return
+    print(f"serving {len(networks)} network(s) on {device}; default {next(iter(networks))}")
+    launch_demo(demo, args.host, args.port, args.share, args.concurrency, block=True)
+
+
+if __name__ == "__main__":
+    run_cli(main)

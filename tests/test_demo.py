@@ -1,0 +1,251 @@
+"""demo.py: the pure inference functions, every endpoint through gradio_client, the CLI's errors, and one end-to-end
+run in headless Chromium (Debian's chromium driven by Playwright: skipped locally when it is missing, a failure in
+CI, whose install.sh --browser installs it)."""
+
+import dataclasses
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import demo
+from common import UsageError, run_cli
+from conftest import TINY, make_tiny_generator
+from model import save_network
+
+gr_client = pytest.importorskip("gradio_client")
+
+
+@pytest.fixture(scope="module")
+def G():
+    return make_tiny_generator()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pure functions
+
+
+def test_generate_image_is_seeded_and_psi_acts(G):
+    a = demo.generate_image(G, 5, psi=0.7, noise_mode="random", noise_seed=3)
+    assert a.shape == (16, 16, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, demo.generate_image(G, 5, psi=0.7, noise_mode="random", noise_seed=3))
+    assert not np.array_equal(a, demo.generate_image(G, 6, psi=0.7, noise_mode="random", noise_seed=3))
+    assert not np.array_equal(a, demo.generate_image(G, 5, psi=0.7, noise_mode="random", noise_seed=4))
+    assert not np.array_equal(a, demo.generate_image(G, 5, psi=0.3, noise_mode="random", noise_seed=3))
+    # psi = 0 on every layer is the average image, whatever the seed (paper Sec. 4.1)
+    np.testing.assert_array_equal(demo.generate_image(G, 1, psi=0.0), demo.generate_image(G, 2, psi=0.0))
+    # a cutoff of 0 truncates no layer: the same as psi = 1
+    np.testing.assert_array_equal(demo.generate_image(G, 1, psi=0.2, cutoff=0), demo.generate_image(G, 1, psi=1.0))
+
+
+def test_mix_images_properties(G):
+    a, b, m = demo.mix_images(G, 3, 3, 0, 2, psi=0.7)  # mixing a latent with itself changes nothing
+    np.testing.assert_array_equal(m, demo.generate_image(G, 3, psi=0.7))
+    np.testing.assert_array_equal(a, m)
+    a, b, m = demo.mix_images(G, 3, 4, 0, G.num_ws, psi=0.7, noise_mode="random", noise_seed=9)  # B on every layer
+    np.testing.assert_array_equal(m, b)
+    np.testing.assert_array_equal(b, demo.generate_image(G, 4, psi=0.7, noise_mode="random", noise_seed=9))
+    a, b, m = demo.mix_images(G, 3, 4, 2, 4)
+    assert not np.array_equal(m, a) and not np.array_equal(m, b)
+
+
+def test_stochastic_variation(G):
+    imgs, std = demo.stochastic_variation(G, 7, n=3, noise_seed=1)
+    assert imgs.shape == (3, 16, 16, 3) and std.shape == (16, 16, 3) and std.dtype == np.uint8
+    assert not np.array_equal(imgs[0], imgs[1]) and std.max() == 255  # noise varies the image; map scaled to white
+    again, _ = demo.stochastic_variation(G, 7, n=3, noise_seed=1)
+    np.testing.assert_array_equal(imgs, again)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda G: demo.generate_image(G, -1), "seed must be a whole number"),
+    (lambda G: demo.generate_image(G, 2**32), "4294967295"),
+    (lambda G: demo.generate_image(G, 1.5), "whole number"),
+    (lambda G: demo.generate_image(G, None), "seed is empty"),
+    (lambda G: demo.generate_image(G, 0, psi=2.5), "psi must be between"),
+    (lambda G: demo.generate_image(G, 0, psi=float("nan")), "psi must be between"),
+    (lambda G: demo.generate_image(G, 0, cutoff=7), "cutoff"),
+    (lambda G: demo.generate_image(G, 0, noise_mode="loud"), "noise mode"),
+    (lambda G: demo.mix_images(G, 0, 1, 3, 3), "0 <= first < stop <= 6"),
+    (lambda G: demo.mix_images(G, 0, 1, 0, 7), "out of range"),
+    (lambda G: demo.stochastic_variation(G, 0, n=1), "variations"),
+])
+def test_bad_inputs_raise_usage_errors(G, call, message):
+    with pytest.raises(UsageError, match=message):
+        call(G)
+
+
+def test_upscale_is_nearest_neighbour():
+    img = np.arange(2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 3)
+    big = demo.upscale(img, 5)  # a whole factor: ceil(5 / 2) = 3
+    assert big.shape == (6, 6, 3)
+    np.testing.assert_array_equal(big[::3, ::3], img)
+    assert demo.upscale(np.zeros((512, 512, 3), np.uint8), 256).shape == (512, 512, 3)  # never shrinks
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The app, served on a free port, every endpoint through gradio_client
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def networks(tiny_network, tmp_path_factory):
+    """Two runs: the tiny 16x16 network (newest, the default) and a 32x32 one with more style layers."""
+    other = tmp_path_factory.mktemp("runs2") / "00001-tiny32" / "network"
+    save_network(make_tiny_generator(1, dataclasses.replace(TINY, resolution=32)), other)
+    return {"00000-tiny": tiny_network, "00001-tiny32": other}
+
+
+@pytest.fixture(scope="module")
+def app(networks):
+    blocks = demo.build_demo(networks, "cpu")
+    url = demo.launch_demo(blocks, port=_free_port(), block=False)
+    yield url
+    blocks.close()
+
+
+@pytest.fixture(scope="module")
+def client(app, tmp_path_factory):
+    return gr_client.Client(app, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+def _img(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_generate_endpoint(client):
+    args = dict(network="00000-tiny", seed=11, psi=0.7, cutoff=6, noise_mode="random", noise_seed=2)
+    path, info = client.predict(**args, api_name="/generate")
+    a = _img(path)
+    assert a.shape == (256, 256, 3)  # 16x16 enlarged 16 times
+    assert "ms per image" in info
+    np.testing.assert_array_equal(a, _img(client.predict(**args, api_name="/generate")[0]))
+    # the served pixels are the pure function's, enlarged
+    np.testing.assert_array_equal(a[::16, ::16], demo.generate_image(make_tiny_generator(), 11, 0.7, 6, "random", 2))
+    b = _img(client.predict(**{**args, "psi": 0.2}, api_name="/generate")[0])
+    assert not np.array_equal(a, b)
+    c = _img(client.predict(**{**args, "network": "00001-tiny32"}, api_name="/generate")[0])
+    assert c.shape == (256, 256, 3) and not np.array_equal(a, c)
+
+
+def test_mix_endpoint(client):
+    common = dict(network="00000-tiny", psi=0.7, cutoff=6, noise_mode="const", noise_seed=0)
+    a, b, m, info = client.predict(seed_a=4, seed_b=4, first=0, stop=2, **common, api_name="/mix")
+    plain = _img(client.predict(network="00000-tiny", seed=4, psi=0.7, cutoff=6, noise_mode="const", noise_seed=0,
+                                api_name="/generate")[0])
+    for p in (a, b, m):
+        np.testing.assert_array_equal(_img(p), plain)  # mixing a seed with itself gives the plain image
+    a, b, m, info = client.predict(seed_a=4, seed_b=5, first=2, stop=4, **common, api_name="/mix")
+    a, b, m = _img(a), _img(b), _img(m)
+    assert m.shape == (256, 256, 3) and not np.array_equal(m, a) and not np.array_equal(m, b)
+    assert "layers 2–3" in info
+
+
+def test_variation_endpoint(client):
+    gallery, std, info = client.predict(network="00000-tiny", seed=3, draws=3, psi=1.0, cutoff=6, noise_seed=0,
+                                        api_name="/variation")
+    imgs = [_img(item["image"]) for item in gallery]
+    assert len(imgs) == 3 and all(x.shape == (256, 256, 3) for x in imgs)
+    assert not np.array_equal(imgs[0], imgs[1])
+    assert _img(std).shape == (256, 256, 3) and "3 noise draws" in info
+
+
+def test_layer_preset_and_select_network_endpoints(client):
+    # the tiny 16x16 network has 6 style layers: coarse 4^2 = 0-1, middle 8^2 = 2-3, fine 16^2 = 4-5
+    assert tuple(client.predict("00000-tiny", "middle", api_name="/layer_preset")) == (2, 4)
+    assert tuple(client.predict("00001-tiny32", "fine", api_name="/layer_preset")) == (6, 8)
+    info, cutoff, first, stop, preset = client.predict("00001-tiny32", api_name="/select_network")
+    assert "32×32" in info and "8 style layers" in info
+    assert cutoff["maximum"] == 8 and stop["maximum"] == 8 and first["maximum"] == 7
+    assert [v for _, v in preset["choices"]] == ["coarse", "middle", "fine", "custom"]
+    assert "16²–32²" in preset["choices"][2][0] or "32²" in preset["choices"][2][0]
+
+
+def test_random_seed_endpoint(client):
+    seeds = {client.predict(api_name="/random_seed") for _ in range(3)}
+    assert all(0 <= s <= demo.SEED_MAX for s in seeds) and len(seeds) > 1
+
+
+@pytest.mark.parametrize("endpoint, kwargs, message", [
+    ("/generate", dict(seed=2**32), "seed must be a whole number from 0 to 4294967295"),
+    ("/generate", dict(seed=-3), "seed must be a whole number"),
+    ("/generate", dict(psi=2.5), "greater than maximum value 2"),  # the slider's own range check
+    ("/generate", dict(network="00000-tiny", cutoff=8), "cutoff must be a layer count from 0 to 6"),
+    ("/mix", dict(network="00000-tiny", first=4, stop=3), "0 <= first < stop <= 6"),
+    ("/mix", dict(network="00000-tiny", first=0, stop=8), "out of range"),
+    ("/mix", dict(seed_b=2**32 + 5), "seed B must be"),
+    ("/variation", dict(noise_seed=-1), "noise seed must be"),
+    ("/layer_preset", dict(preset="everything"), "is not in the list of choices"),
+])
+def test_bad_input_is_a_message_not_a_traceback(client, endpoint, kwargs, message):
+    with pytest.raises(gr_client.exceptions.AppError) as e:
+        client.predict(**kwargs, api_name=endpoint)
+    assert message in str(e.value) and "Traceback" not in str(e.value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_without_a_network_says_how_to_train_one(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_cli(demo.main, ["--runs-dir", str(tmp_path / "runs")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "accelerate launch train.py" in err
+
+
+def test_cli_bad_network_path_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_cli(demo.main, ["--network", str(tmp_path / "nope")])
+    assert e.value.code == 2 and "no network at" in capsys.readouterr().err
+
+
+def test_list_networks_newest_first(networks, tmp_path):
+    for i, name in enumerate(["00000-old", "00001-new"]):
+        save_network(make_tiny_generator(), tmp_path / name / "network")
+        os.utime(tmp_path / name / "network" / "model.safetensors", (1e9 + i, 1e9 + i))
+    assert list(demo.list_networks(tmp_path)) == ["00001-new", "00000-old"]
+    assert demo.list_networks(tmp_path / "missing") == {}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# End to end in a real browser
+
+
+def test_browser_generate_then_move_psi(app):
+    if not Path(demo.CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser test: {demo.CHROMIUM} is missing (bash install.sh --browser)")
+        pytest.skip(f"no {demo.CHROMIUM}: install it with `bash install.sh --browser`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = demo.launch_chromium(p)
+        try:
+            page = browser.new_page()
+            page.goto(app)
+            img = page.locator("#generated img")
+            seed = page.locator("#seed input[type=number]")
+            seed.fill("123")
+            page.get_by_role("button", name="Generate", exact=True).click()
+            page.wait_for_function("document.querySelector('#generate-info')?.innerText.includes('seed 123')")
+            src = img.get_attribute("src")
+            assert src
+
+            psi = page.locator("#psi input[type=number]")
+            psi.fill("0.1")
+            psi.press("Tab")  # leaving the box releases the slider, which re-runs the open tab
+            page.wait_for_function("document.querySelector('#generate-info')?.innerText.includes('psi 0.1')")
+            assert img.get_attribute("src") != src
+            assert "Traceback" not in page.content()
+        finally:
+            browser.close()

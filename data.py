@@ -658,6 +658,11 @@ def _real_dataset(source, res, *, mirror, max_images, pad, split, image_column, 
     if isinstance(table.features.get(image_column), datasets.Image):
         table = table.cast_column(image_column, datasets.Image(decode=False))  # we decode, to count failures
     table = table.select_columns([image_column] + label_columns)
+    if isinstance(table.features.get(image_column), datasets.Image):  # inside zips every file is listed
+        paths = [(v or {}).get("path") or "" for v in table[image_column]]
+        keep = [k for k, p in enumerate(paths) if not p or p.split("::")[0].lower().endswith(IMAGE_EXTENSIONS)]
+        if len(keep) < len(table):
+            table = table.select(keep)
     if max_images is not None:
         table = table.select(range(min(max_images, len(table))))
     if len(table) == 0:

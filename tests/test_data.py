@@ -1,0 +1,364 @@
+"""data.py: synthetic faces (determinism, one test per attribute, anti-aliasing, balance) and real-image loading
+(folder and zip with corrupt, grayscale, RGBA, palette and non-square files; caching; clear errors)."""
+
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import data
+
+R = 64  # attribute tests: large enough to locate parts, small enough to be fast
+INDICES = range(6)
+
+
+def luminance(img):
+    return img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Synthetic faces
+
+
+def test_attribute_names():
+    assert len(data.ATTRIBUTES) >= 8 and len(set(data.ATTRIBUTES)) == len(data.ATTRIBUTES)
+    for name in ["smiling", "eyeglasses", "eyes_open", "long_hair", "dark_hair"]:
+        assert name in data.ATTRIBUTES
+
+
+def test_same_index_same_face_any_batch():
+    a, la = data.render_faces([3, 7, 11], 32)
+    b, lb = data.render_faces([7], 32)
+    c, lc = data.render_face(7, 32)
+    assert a.dtype == np.uint8 and a.shape == (3, 32, 32, 3) and la.shape == (3, len(data.ATTRIBUTES))
+    assert np.array_equal(a[1], b[0]) and np.array_equal(b[0], c)
+    assert np.array_equal(la[1], lb[0]) and np.array_equal(lb[0], lc)
+    assert not np.array_equal(a[0], a[1])  # different indices, different faces
+    assert set(np.unique(la)) <= {0, 1}
+
+
+def test_pinned_faces_on_any_machine():
+    # Labels come from integer hashing only: exact everywhere. Pixels go through float sin/sqrt, whose last bit
+    # may differ between CPUs, so the image is pinned through 8x8-pixel block means with a tolerance.
+    _, labels = data.render_faces(range(8), 32)
+    assert labels.tolist() == [
+        [1, 0, 1, 1, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 0, 0, 1, 1], [0, 1, 1, 1, 1, 1, 0, 0, 1, 0],
+        [0, 0, 0, 1, 0, 0, 1, 1, 0, 1], [0, 0, 0, 1, 0, 0, 0, 0, 1, 1], [1, 1, 0, 0, 1, 0, 0, 1, 0, 1],
+        [1, 1, 1, 1, 0, 1, 1, 0, 0, 1], [0, 0, 1, 0, 0, 1, 1, 1, 1, 0]]
+    img, _ = data.render_face(0, 32)
+    blocks = img.reshape(4, 8, 4, 8, 3).mean((1, 3))
+    expected = np.array([
+        [[133, 168, 129], [149, 167, 121], [139, 168, 126], [133, 168, 129]],
+        [[134, 162, 122], [145, 106, 66], [141, 119, 82], [128, 162, 124]],
+        [[127, 155, 117], [101, 73, 56], [107, 96, 74], [123, 156, 120]],
+        [[118, 147, 115], [98, 92, 82], [105, 109, 98], [118, 149, 115]]])
+    assert np.abs(blocks - expected).max() < 1.5
+
+
+def test_labels_without_rendering_match():
+    _, labels = data.render_faces(range(20), 16)
+    assert np.array_equal(data.render_faces_labels(range(20)), labels.astype(np.float32))
+
+
+def test_attributes_balanced_and_independent():
+    labels = data.render_faces_labels(range(4000))
+    freq = labels.mean(0)
+    assert np.all((freq > 0.45) & (freq < 0.55)), dict(zip(data.ATTRIBUTES, freq.round(3)))
+    corr = np.corrcoef(labels.T) - np.eye(len(data.ATTRIBUTES))
+    assert np.abs(corr).max() < 0.08
+
+
+@pytest.mark.parametrize("res", [16, 32, 64])
+def test_antialiased_like_a_supersampled_render(res):
+    # An anti-aliased render at res should match the 256x256 render box-averaged down to res; a point-sampled
+    # (aliased) render would differ by whole edge pixels.
+    small, _ = data.render_faces(range(4), res)
+    big, _ = data.render_faces(range(4), 256)
+    f = 256 // res
+    down = big.reshape(4, res, f, res, f, 3).astype(np.float64).mean((2, 4))
+    err = np.abs(small - down)
+    assert err.mean() < 4.0 and np.percentile(err, 99) < 60
+
+
+def test_any_resolution_in_range_and_clear_errors():
+    for res in (16, 24, 100, 256):
+        img, _ = data.render_face(1, res)
+        assert img.shape == (res, res, 3)
+    for bad in (15, 257, "32", 32.0, True):
+        with pytest.raises(data.DataError, match="pick a resolution"):
+            data.render_faces([0], bad)
+    with pytest.raises(data.DataError, match="unknown attribute override"):
+        data.render_face(0, 32, smilling=True)
+    with pytest.raises(data.DataError, match="non-negative integers"):
+        data.render_faces([-1], 32)
+
+
+def flip(name, index, res=R):
+    """(image with the attribute, image without, bool mask of changed pixels)."""
+    on, lab_on = data.render_face(index, res, **{name: True})
+    off, lab_off = data.render_face(index, res, **{name: False})
+    k = data.ATTRIBUTES.index(name)
+    assert lab_on[k] == 1 and lab_off[k] == 0
+    others = [j for j in range(len(data.ATTRIBUTES)) if j != k]
+    assert np.array_equal(lab_on[others], lab_off[others])  # forcing one attribute leaves the others alone
+    changed = np.abs(on.astype(int) - off.astype(int)).max(-1) > 10
+    assert changed.sum() > 0, f"{name} changes nothing on face {index}"
+    return on, off, changed
+
+
+def rows_cols(mask):
+    r, c = np.nonzero(mask)
+    return r / mask.shape[0], c / mask.shape[1]
+
+
+def only_within(mask, r0, r1, c0, c1):
+    r, c = rows_cols(mask)
+    return r.min() >= r0 and r.max() <= r1 and c.min() >= c0 and c.max() <= c1
+
+
+@pytest.mark.parametrize("i", INDICES)
+def test_smiling_changes_the_mouth(i):
+    on, off, changed = flip("smiling", i)
+    assert only_within(changed, 0.55, 0.85, 0.25, 0.75)
+
+
+@pytest.mark.parametrize("i", INDICES)
+def test_mouth_open_changes_the_mouth_and_darkens_it(i):
+    on, off, changed = flip("mouth_open", i)
+    assert only_within(changed, 0.55, 0.85, 0.25, 0.75)
+    assert luminance(on[changed]).min() < luminance(off[changed]).min()  # a dark opening
+
+
+@pytest.mark.parametrize("i", INDICES)
+def test_eyes_open_changes_the_eyes_and_shows_whites(i):
+    on, off, changed = flip("eyes_open", i)
+    assert only_within(changed, 0.33, 0.62, 0.2, 0.8)
+    r, c = rows_cols(changed)
+    assert (c < 0.5).any() and (c > 0.5).any()  # both eyes
+    px = lambda im: im[changed].astype(int)  # noqa: E731
+    white = lambda im: ((px(im).min(-1) > 165) & (np.ptp(px(im), -1) < 25)).sum()  # bright and untinted  # noqa
+    assert white(on) >= 3 and white(off) == 0
+
+
+@pytest.mark.parametrize("i", INDICES)
+def test_eyeglasses_cover_both_eyes_and_the_bridge(i):
+    on, off, changed = flip("eyeglasses", i)
+    assert only_within(changed, 0.3, 0.65, 0.12, 0.88)
+    r, c = rows_cols(changed)
+    assert c.max() - c.min() > 0.4  # from one arm across the bridge to the other
+
+
+@pytest.mark.parametrize("i", INDICES)
+def test_wearing_hat_changes_only_the_top_of_the_head(i):
+    on, off, changed = flip("wearing_hat", i)
+    assert only_within(changed, 0.0, 0.45, 0.0, 1.0)
+    assert changed.mean() > 0.05
+
+
+@pytest.mark.parametrize("i", INDICES)
+def test_long_hair_falls_beside_the_face_not_over_it(i):
+    on, off, changed = flip("long_hair", i)
+    r, c = rows_cols(changed)
+    low = r > 0.6
+    assert (c[low] < 0.3).any() and (c[low] > 0.7).any()  # on both sides, below the eyes
+    assert not changed[int(0.45 * R):int(0.75 * R), int(0.42 * R):int(0.58 * R)].any()  # the face itself
+
+
+@pytest.mark.parametrize("i", INDICES)
+def test_bangs_cover_the_forehead(i):
+    on, off, changed = flip("bangs", i)
+    assert only_within(changed, 0.08, 0.5, 0.15, 0.85)
+
+
+@pytest.mark.parametrize("i", INDICES)
+def test_dark_hair_darkens_the_hair_only(i):
+    on, off, changed = flip("dark_hair", i)
+    assert luminance(on[changed]).mean() < luminance(off[changed]).mean() - 20
+    assert not changed[int(0.58 * R):int(0.75 * R), int(0.42 * R):int(0.58 * R)].any()  # nose and mouth
+
+
+@pytest.mark.parametrize("i", INDICES)
+def test_pale_skin_lightens_the_face_not_the_background(i):
+    on, off, changed = flip("pale_skin", i)
+    assert luminance(on[changed]).mean() > luminance(off[changed]).mean() + 5
+    assert changed[int(0.6 * R), int(0.5 * R)] or changed[int(0.55 * R), int(0.5 * R)]  # the middle of the face
+    assert not changed[:4, :4].any() and not changed[:4, -4:].any()  # background corners
+
+
+@pytest.mark.parametrize("i", INDICES)
+def test_freckles_are_dark_spots_on_the_cheeks(i):
+    on, off, changed = flip("freckles", i)
+    assert only_within(changed, 0.45, 0.72, 0.2, 0.8)
+    assert (luminance(on[changed]) < luminance(off[changed])).all()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# make_dataset: synthetic
+
+
+def test_synthetic_dataset_items_labels_and_mirror(tmp_path):
+    ds = data.make_dataset()
+    assert len(ds) == data.SYNTHETIC_DEFAULT_SIZE and ds.resolution == 32 and ds.num_skipped == 0
+    assert ds.attribute_names == data.ATTRIBUTES
+    ds = data.make_dataset("synthetic:10", 32, mirror=True)
+    assert len(ds) == 20 and ds.name == "synthetic-10-32-mirror"
+    img, lab = ds[3]
+    ref, ref_lab = data.render_face(3, 32)
+    assert img.dtype == torch.uint8 and img.shape == (3, 32, 32) and lab.dtype == torch.float32
+    assert np.array_equal(img.permute(1, 2, 0).numpy(), ref) and np.array_equal(lab.numpy(), ref_lab)
+    img_m, lab_m = ds[13]
+    assert torch.equal(img_m, img.flip(-1)) and torch.equal(lab_m, lab)
+    batch = ds.__getitems__([13, 3, 0])
+    assert torch.equal(batch[0][0], img_m) and torch.equal(batch[1][0], img)
+    assert len(data.make_dataset("synthetic:10", 16, max_images=4)) == 4
+    with pytest.raises(IndexError):
+        ds[20]
+
+
+def test_synthetic_cache_and_workers(tmp_path):
+    live = data.make_dataset("synthetic:40", 16)
+    cached = data.make_dataset("synthetic:40", 16, cache_dir=str(tmp_path))
+    assert (tmp_path / "synthetic-40-16.npy").exists()
+    assert len(pickle.dumps(cached)) < 20_000  # the memory map is reopened in workers, not copied
+    loader = torch.utils.data.DataLoader(cached, batch_size=8, num_workers=2)
+    images = torch.cat([b[0] for b in loader])
+    assert images.shape == (40, 3, 16, 16)
+    assert all(torch.equal(images[k], live[k][0]) for k in range(40))
+
+
+def test_make_dataset_rejects_bad_arguments(tmp_path):
+    for res in (48, 8, 512):
+        with pytest.raises(data.DataError, match="power of two from 16 to 256"):
+            data.make_dataset("synthetic", res)
+    for source in ("synthetic:x", "synthetic:0"):
+        with pytest.raises(data.DataError, match="synthetic:N"):
+            data.make_dataset(source)
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.make_dataset(str(tmp_path / "nowhere"), 32)
+    with pytest.raises(data.DataError, match="positive integer"):
+        data.make_dataset("synthetic", 32, max_images=0)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# make_dataset: folders and zips
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Seven files: RGB PNG, JPEG, grayscale, RGBA with a transparent half, palette, non-square, and a corrupt
+    PNG; plus a text file that is not an image. Nested one level, since folders are searched recursively."""
+    root = tmp_path / "images"
+    (root / "nested").mkdir(parents=True)
+    red = np.zeros((40, 40, 3), np.uint8)
+    red[..., 0] = 200
+    Image.fromarray(red).save(root / "a_rgb.png")
+    Image.fromarray(np.full((40, 40, 3), (20, 40, 220), np.uint8)).save(root / "b_blue.jpg", quality=95)
+    Image.fromarray(np.tile(np.arange(0, 240, 6, dtype=np.uint8), (40, 1))).save(root / "nested" / "c_gray.png")
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[:, :20] = (0, 160, 0, 255)  # left half opaque green, right half transparent
+    Image.fromarray(rgba, "RGBA").save(root / "nested" / "d_rgba.png")
+    Image.fromarray(np.full((40, 40, 3), (240, 200, 0), np.uint8)).convert("P", palette=Image.ADAPTIVE).save(
+        root / "e_palette.png")
+    wide = np.zeros((20, 60, 3), np.uint8)  # thirds: red, green, blue
+    wide[:, :20, 0], wide[:, 20:40, 1], wide[:, 40:, 2] = 255, 255, 255
+    Image.fromarray(wide).save(root / "f_wide.png")
+    (root / "g_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 10)
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def check_folder_images(ds):
+    assert len(ds) == 6 and ds.num_skipped == 1 and ds.attribute_names == []
+    items = [ds[k] for k in range(len(ds))]
+    assert all(img.shape == (3, 16, 16) and img.dtype == torch.uint8 and lab.shape == (0,) for img, lab in items)
+    imgs = [img.permute(1, 2, 0).numpy().astype(int) for img, _ in items]
+    gray = [im for im in imgs if np.array_equal(im[..., 0], im[..., 1]) and np.array_equal(im[..., 1], im[..., 2])
+            and im[..., 0].std() > 20]
+    assert len(gray) == 1 and np.all(np.diff(gray[0][8, 2:-2, 0]) >= 0)  # converted, left-to-right ramp kept
+    rgba = [im for im in imgs if im[8, 2, 1] > 120 and im[8, 2, 0] < 40 and im[8, -2].min() > 240]
+    assert len(rgba) == 1  # the transparent right half composited over white, the opaque left half kept
+    assert any(np.abs(im - (240, 200, 0)).max() < 12 for im in imgs)  # palette image
+    wide = [im for im in imgs if im[8, 8, 1] > 200 and im[8, 8, 0] < 60 and im[8, 8, 2] < 60]
+    assert len(wide) == 1 and wide[0][:, 2:-2, 1].min() > 200  # centre-cropped to the green third
+    return imgs
+
+
+def test_folder_loading(image_folder, tmp_path):
+    ds = data.make_dataset(str(image_folder), 16, cache_dir=str(tmp_path / "cache"))
+    check_folder_images(ds)
+    assert ds.name.startswith("folder-") and ds.name.endswith("-16")
+    again = data.make_dataset(str(image_folder), 16, cache_dir=str(tmp_path / "cache"))  # from the cache
+    assert again.name == ds.name and again.num_skipped == 1
+    assert all(torch.equal(again[k][0], ds[k][0]) for k in range(len(ds)))
+    # pad instead of crop: the wide image keeps all three thirds, with black above and below
+    padded = data.make_dataset(str(image_folder), 16, pad=True, cache_dir=str(tmp_path / "cache"))
+    imgs = [padded[k][0].permute(1, 2, 0).numpy().astype(int) for k in range(len(padded))]
+    wide = [im for im in imgs if im[8, 1, 0] > 200 and im[8, -2, 2] > 200]
+    assert len(wide) == 1 and wide[0][1].max() < 10 and wide[0][-2].max() < 10
+    mirrored = data.make_dataset(str(image_folder), 16, mirror=True, cache_dir=str(tmp_path / "cache"))
+    assert len(mirrored) == 12 and torch.equal(mirrored[6 + 2][0], mirrored[2][0].flip(-1))
+    assert len(data.make_dataset(str(image_folder), 16, max_images=3, cache_dir=str(tmp_path / "cache"))) <= 3
+
+
+def test_folder_in_memory_and_name_tracks_contents(image_folder, tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")  # keep ~/.cache clean
+    ds = data.make_dataset(str(image_folder), 16)  # no cache_dir: decoded into memory
+    check_folder_images(ds)
+    assert not list((tmp_path / "hf").rglob("*.npy"))
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image_folder / "h_new.png")
+    ds2 = data.make_dataset(str(image_folder), 16, cache_dir=str(tmp_path / "c1"))
+    assert ds2.name != ds.name and len(ds2) == len(ds) + 1
+
+
+def test_zip_loading_matches_folder(image_folder, tmp_path):
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in sorted(image_folder.rglob("*")):
+            if f.is_file():
+                z.write(f, f.relative_to(image_folder))
+    ds = data.make_dataset(str(archive), 16, cache_dir=str(tmp_path / "cache"))
+    assert ds.name.startswith("zip-")
+    from_zip = check_folder_images(ds)
+    from_folder = check_folder_images(data.make_dataset(str(image_folder), 16, cache_dir=str(tmp_path / "cache")))
+    key = lambda im: im.tobytes()  # noqa: E731
+    assert sorted(map(key, from_zip)) == sorted(map(key, from_folder))
+
+
+def test_resize_filter_is_antialiased():
+    # A 1-pixel checkerboard downscaled 8x must come out flat grey (LANCZOS averages it), not a moire pattern.
+    checker = ((np.indices((128, 128)).sum(0) % 2) * 255).astype(np.uint8)
+    out = data._square_resize(Image.fromarray(checker), 16, pad=False)
+    assert np.abs(out.astype(int) - 128).max() <= 3
+
+
+def test_unreadable_sources_fail_before_any_work(tmp_path):
+    cache = str(tmp_path / "cache")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(data.DataError, match="no image files"):
+        data.make_dataset(str(empty), 32, cache_dir=cache)
+    (empty / "readme.txt").write_text("hello")
+    with pytest.raises(data.DataError, match="no image files"):
+        data.make_dataset(str(empty), 32, cache_dir=cache)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.jpg").write_bytes(b"garbage")
+    with pytest.raises(data.DataError, match="could be read"):
+        data.make_dataset(str(bad), 32, cache_dir=cache)
+    (tmp_path / "a.tar").write_bytes(b"x")
+    with pytest.raises(data.DataError, match="not a .zip"):
+        data.make_dataset(str(tmp_path / "a.tar"), 32, cache_dir=cache)
+    with pytest.raises(data.DataError, match="power of two from 4 to 1024"):
+        data.make_dataset(str(bad), 48, cache_dir=cache)
+
+
+def test_hub_name_offline_is_a_clear_error(tmp_path):
+    # conftest sets HF_DATASETS_OFFLINE=1: the Hub is never contacted, and the failure is one clear line.
+    with pytest.raises(data.DataError, match="could not load Hub data set 'someone/no-such-faces'") as e:
+        data.make_dataset("someone/no-such-faces", 32, cache_dir=str(tmp_path))
+    assert "\n" not in str(e.value)

@@ -356,18 +356,23 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
         gen_in = [net, seed, psi, cutoff, noise_mode, noise_seed]
         mix_in = [net, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed]
         var_in = [net, var_seed, var_n, psi, cutoff, noise_seed]
-        gr.on([gen_btn.click, seed.submit, demo.load], generate, gen_in, [image, gen_info], api_name="generate")
+        # Every event that runs a network shares one queue slot group: at most `concurrency` (launch_demo) at once.
+        model = dict(concurrency_id="model")
+        # always_last: a click while the page's first image is still being made runs after it instead of being dropped
+        gr.on([gen_btn.click, seed.submit, demo.load], generate, gen_in, [image, gen_info], api_name="generate",
+              trigger_mode="always_last", **model)
         rand_btn.click(random_seed, None, seed, api_name="random_seed").then(
-            generate, gen_in, [image, gen_info], api_visibility="private")
+            generate, gen_in, [image, gen_info], api_visibility="private", **model)
         gr.on([mix_btn.click, seed_a.submit, seed_b.submit], mix, mix_in, [img_a, img_b, img_m, mix_info],
-              api_name="mix")
+              api_name="mix", **model)
         preset.select(layer_preset, [net, preset], [first, stop], api_name="layer_preset").then(
-            mix, mix_in, [img_a, img_b, img_m, mix_info], api_visibility="private")
+            mix, mix_in, [img_a, img_b, img_m, mix_info], api_visibility="private", **model)
         for s in (first, stop):  # moving a layer slider by hand makes the range a custom one
             s.input(lambda: "custom", None, preset, api_visibility="private", queue=False)
-        gr.on([var_btn.click, var_seed.submit], variation, var_in, [gallery, std_map, var_info], api_name="variation")
-        net.change(select_network, net, [info, cutoff, first, stop, preset], api_name="select_network").then(
-            generate, gen_in, [image, gen_info], api_visibility="private")
+        gr.on([var_btn.click, var_seed.submit], variation, var_in, [gallery, std_map, var_info], api_name="variation",
+              **model)
+        net.change(select_network, net, [info, cutoff, first, stop, preset], api_name="select_network",
+                   **model).then(generate, gen_in, [image, gen_info], api_visibility="private", **model)
 
         # The shared settings re-run whichever tab is open, so moving psi changes the picture you are looking at.
         tab = gr.State("generate")
@@ -389,7 +394,8 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
 
         gr.on([psi.release, cutoff.release, noise_mode.change, noise_seed.submit], refresh,
               [tab, net, seed, seed_a, seed_b, first, stop, var_seed, var_n, psi, cutoff, noise_mode, noise_seed],
-              [image, gen_info, img_a, img_b, img_m, mix_info, gallery, std_map, var_info], api_visibility="private")
+              [image, gen_info, img_a, img_b, img_m, mix_info, gallery, std_map, var_info], api_visibility="private",
+              **model)
     return demo
 
 

@@ -234,6 +234,7 @@ def test_browser_generate_then_move_psi(app):
             page = browser.new_page()
             page.goto(app)
             img = page.locator("#generated img")
+            img.wait_for()  # the page makes seed 0's image when it loads
             seed = page.locator("#seed input[type=number]")
             seed.fill("123")
             page.get_by_role("button", name="Generate", exact=True).click()
@@ -246,6 +247,22 @@ def test_browser_generate_then_move_psi(app):
             psi.press("Tab")  # leaving the box releases the slider, which re-runs the open tab
             page.wait_for_function("document.querySelector('#generate-info')?.innerText.includes('psi 0.1')")
             assert img.get_attribute("src") != src
+
+            # on the style-mixing tab, the same slider re-runs the mix instead
+            page.get_by_role("tab", name="Style mixing").click()
+            page.get_by_role("button", name="Mix", exact=True).click()
+            mixed = page.locator("#mix-ab img")
+            mixed.wait_for()
+            src = mixed.get_attribute("src")
+            psi.fill("0.9")
+            psi.press("Tab")
+            page.wait_for_function("document.querySelector('#mix-ab img')?.getAttribute('src') !== " + repr(src))
+
+            # a bad seed shows our message in the page, not a traceback
+            page.get_by_role("tab", name="Generate").click()
+            seed.fill("-1")
+            page.get_by_role("button", name="Generate", exact=True).click()
+            page.get_by_text("seed must be a whole number from 0 to 4294967295").first.wait_for()
             assert "Traceback" not in page.content()
         finally:
             browser.close()

@@ -1,0 +1,583 @@
+"""Progressive-growing StyleGAN trainer on Hugging Face Accelerate.
+
+The same code runs on one CPU, one GPU, several GPUs and several machines:
+
+    accelerate launch train.py                                  # the default: synthetic faces, 32x32, CPU-sized
+    accelerate launch train.py --data ~/ffhq --preset ffhq256   # the paper's settings at 256x256
+    torchrun --nproc_per_node 2 train.py --kimg 20              # two CPU processes (gloo)
+    accelerate launch train.py --resume runs/00003-synthetic-32-cpu
+
+Everything that changes during training (resolution, fade-in alpha, batch size, learning rate) is a pure function of
+the number of real images shown so far, `cur_nimg` (as in the official code), so a resumed run needs only `cur_nimg`,
+the weights, the optimizer states and the RNG states to continue exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common import RUNS_DIR, UsageError, run_cli, to_uint8
+from model import (PRESETS, Discriminator, Generator, NetworkConfig, NetworkError, load_network, save_network,
+                   seed_to_z)
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training presets. Batch sizes are global (summed over processes); learning rates per resolution (paper, App. C).
+
+PAPER_BATCH = {4: 512, 8: 256, 16: 128, 32: 64, 64: 32, 128: 32, 256: 32, 512: 32, 1024: 32}
+PAPER_LR = {128: 0.0015, 256: 0.002, 512: 0.003, 1024: 0.003}  # 0.001 below 128^2
+
+TRAIN_PRESETS = {
+    # The paper's FFHQ schedule: start at 8x8, 600k images of fade-in and 600k stable per resolution, 25M in all.
+    "ffhq1024": dict(network="ffhq1024", start_res=8, fade_kimg=600, stable_kimg=600, kimg=25000, batch=PAPER_BATCH,
+                     lr=PAPER_LR, base_lr=0.001, gamma=10.0, mirror=True, tick_kimg=160, snap_kimg=1000),
+    "ffhq256": dict(network="ffhq256", start_res=8, fade_kimg=600, stable_kimg=600, kimg=25000, batch=PAPER_BATCH,
+                    lr=PAPER_LR, base_lr=0.001, gamma=10.0, mirror=True, tick_kimg=160, snap_kimg=1000),
+    # A laptop CPU: 32x32 synthetic faces, a narrow network and a short schedule (about 20 minutes on 2 cores).
+    "cpu": dict(network="cpu", start_res=8, fade_kimg=8, stable_kimg=8, kimg=56, batch={8: 32, 16: 32, 32: 32},
+                lr={}, base_lr=0.002, gamma=1.0, mirror=False, tick_kimg=2, snap_kimg=8),
+}
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "cpu"
+    data: str = "synthetic"
+    resolution: int = 0  # 0 = the preset network's resolution
+    kimg: float = 0  # total thousands of real images shown; 0 = the preset's
+    start_res: int = 8
+    fade_kimg: float = 600
+    stable_kimg: float = 600
+    batch: dict = field(default_factory=dict)  # {resolution: global batch}
+    lr: dict = field(default_factory=dict)  # {resolution: learning rate}, base_lr elsewhere
+    base_lr: float = 0.001
+    loss: str = "logistic"  # "logistic" (non-saturating + R1) or "wgangp" (WGAN-GP, as for CelebA-HQ)
+    gamma: float = 10.0  # R1 weight (logistic) or gradient-penalty weight lambda (wgangp)
+    r1_interval: int = 1  # 1 = R1 every step, as the paper; k > 1 = lazy regularization (StyleGAN2), an option
+    style_mixing: float = 0.9  # probability of mixing regularization (paper Sec. 3.1)
+    ema_kimg: float = 10.0  # generator EMA half-life in thousands of images (paper: 10k)
+    w_avg_beta: float = 0.995  # moving-average decay of w_avg, for truncation
+    mirror: bool = False  # horizontal flips of the real images
+    mixed_precision: str = "no"  # no, bf16 or fp16 (through Accelerate)
+    seed: int = 0
+    tick_kimg: float = 4
+    snap_kimg: float = 8
+    keep_checkpoints: int = 2
+    workers: int = 2
+    network: dict = field(default_factory=dict)  # NetworkConfig as a dict
+    max_images: int | None = None  # limit the data set size
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Schedule: a pure function of images seen
+
+
+@dataclass
+class Phase:
+    res: int  # resolution being trained
+    alpha: float  # fade-in of the block at `res` (1 = fully grown)
+    batch: int  # global minibatch
+    lr: float
+    end_nimg: int | None  # where this phase (a fade or a stable stretch) ends; None: at the end of training
+
+    @property
+    def key(self):
+        return (self.res, self.end_nimg)
+
+
+def schedule(cur_nimg: int, cfg: TrainConfig) -> Phase:
+    """Official progressive growing: train `stable_kimg` at a resolution, then fade the next one in over `fade_kimg`."""
+    final = cfg.network["resolution"]
+    period = (cfg.stable_kimg + cfg.fade_kimg) * 1000
+    k = int(cur_nimg // period) if period > 0 else 0
+    into = cur_nimg - k * period
+    res = cfg.start_res * 2**k
+    if res >= final:  # fully grown: one last phase to the end
+        return Phase(final, 1.0, cfg.batch_at(final), cfg.lr_at(final), None)
+    if into < cfg.stable_kimg * 1000:
+        return Phase(res, 1.0, cfg.batch_at(res), cfg.lr_at(res), int(k * period + cfg.stable_kimg * 1000))
+    alpha = (into - cfg.stable_kimg * 1000) / (cfg.fade_kimg * 1000)
+    return Phase(res * 2, alpha, cfg.batch_at(res * 2), cfg.lr_at(res * 2), int((k + 1) * period))
+
+
+def _batch_at(self: TrainConfig, res: int) -> int:
+    return int(self.batch.get(res, self.batch.get(str(res), min(self.batch.values(), default=32))))
+
+
+def _lr_at(self: TrainConfig, res: int) -> float:
+    return float(self.lr.get(res, self.lr.get(str(res), self.base_lr)))
+
+
+TrainConfig.batch_at, TrainConfig.lr_at = _batch_at, _lr_at
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Losses (pure functions, called directly by the tests)
+
+
+def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+
+
+def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-fake_logits).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Mean over the batch of |grad_x D(x)|^2 on real images (Mescheder et al. 2018). `scale` is the fp16 loss scale:
+    gradients are taken of the scaled logits (so they do not underflow) and unscaled in fp32."""
+    (grad,) = torch.autograd.grad(real_logits.sum() * scale, real, create_graph=True)
+    return (grad.float() / scale).square().sum(dim=[1, 2, 3]).mean()
+
+
+def wgan_gp_penalty(D, real: torch.Tensor, fake: torch.Tensor, res: int, alpha: float) -> torch.Tensor:
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    mixed = real.lerp(fake, eps).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(mixed, res=res, alpha=alpha).sum(), mixed, create_graph=True)
+    return (grad.float().flatten(1).norm(dim=1) - 1).square().mean()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data: a sampler that is a pure function of images seen, so a resumed run reads exactly what it would have
+
+
+class StreamSampler(torch.utils.data.Sampler):
+    """Indices [start, stop) of an endless stream of per-epoch permutations (seeded by seed and epoch)."""
+
+    def __init__(self, size: int, seed: int, start: int, stop: int):
+        self.size, self.seed, self.start, self.stop = size, seed, start, stop
+
+    def __len__(self):
+        return self.stop - self.start
+
+    def __iter__(self):
+        pos = self.start
+        while pos < self.stop:
+            epoch, offset = divmod(pos, self.size)
+            perm = np.random.RandomState((self.seed * 100003 + epoch) % 2**32).permutation(self.size)
+            take = perm[offset: offset + (self.stop - pos)]
+            yield from take.tolist()
+            pos += len(take)
+
+
+def downsample(img: torch.Tensor, res: int) -> torch.Tensor:
+    """Box-filter (2x2 average, repeated) to `res`, as the official multi-resolution data sets are built."""
+    while img.shape[-1] > res:
+        img = F.avg_pool2d(img, 2)
+    return img
+
+
+def prepare_reals(uint8: torch.Tensor, phase: Phase, mirror: bool) -> torch.Tensor:
+    """uint8 (N, C, R, R) -> float in [-1, 1] at the phase resolution, blended across the fade like the generator's output."""
+    x = uint8.float() / 127.5 - 1
+    x = downsample(x, phase.res)
+    if phase.alpha < 1.0:  # official process_reals: lerp from the lower resolution, nearest-upsampled
+        low = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest")
+        x = low + (x - low) * phase.alpha
+    if mirror:
+        flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+        x = torch.where(flip, x.flip(3), x)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Run folders and checkpoints
+
+
+def next_run_dir(outdir: Path, name: str) -> Path:
+    ids = [int(p.name.split("-")[0]) for p in outdir.glob("*") if p.is_dir() and p.name.split("-")[0].isdigit()]
+    return outdir / f"{max(ids, default=-1) + 1:05d}-{name}"
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
+    ckpts = [c for c in ckpts if (c / "state.json").is_file()]
+    return ckpts[-1] if ckpts else None
+
+
+def save_grid(images: np.ndarray, path: Path, cols: int) -> np.ndarray:
+    """uint8 (N, H, W, C) -> one PNG grid."""
+    from PIL import Image
+
+    n, h, w, c = images.shape
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * h, cols * w, c), np.uint8)
+    for i, img in enumerate(images):
+        grid[(i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w] = img
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    Image.fromarray(grid.squeeze(-1) if c == 1 else grid).save(tmp)
+    os.replace(tmp, path)
+    return grid
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The training loop
+
+
+def make_config(args) -> TrainConfig:
+    preset = TRAIN_PRESETS[args.preset]
+    cfg = TrainConfig(preset=args.preset, data=args.data)
+    for k in ("start_res", "fade_kimg", "stable_kimg", "kimg", "batch", "lr", "base_lr", "gamma", "mirror",
+              "tick_kimg", "snap_kimg"):
+        setattr(cfg, k, copy.deepcopy(preset[k]))
+    net = PRESETS[preset["network"]].to_dict()
+    for k in ("kimg", "start_res", "fade_kimg", "stable_kimg", "gamma", "loss", "style_mixing", "ema_kimg",
+              "mixed_precision", "seed", "tick_kimg", "snap_kimg", "workers", "r1_interval", "max_images"):
+        v = getattr(args, k, None)
+        if v is not None:
+            setattr(cfg, k, v)
+    if args.mirror is not None:
+        cfg.mirror = args.mirror
+    if args.lr is not None:
+        cfg.base_lr, cfg.lr = args.lr, {}
+    if args.batch is not None:
+        cfg.batch = {2**i: args.batch for i in range(2, 11)}
+    if args.resolution:
+        net["resolution"] = args.resolution
+    for k in ("mapping_layers", "architecture"):
+        if getattr(args, k, None) is not None:
+            net[k] = getattr(args, k)
+    if args.no_noise:
+        net["use_noise"] = False
+    if net["architecture"] == "traditional" and args.no_noise is None:
+        net["use_noise"] = False
+    try:
+        NetworkConfig.from_dict(net)
+    except ValueError as e:
+        raise UsageError(f"invalid network: {e}") from None
+    cfg.network = net
+    cfg.start_res = min(cfg.start_res, net["resolution"])
+    if cfg.start_res < 4 or cfg.start_res & (cfg.start_res - 1):
+        raise UsageError(f"--start-res must be a power of two >= 4, not {cfg.start_res}")
+    if cfg.kimg <= 0:
+        raise UsageError(f"--kimg must be positive, not {cfg.kimg}")
+    if cfg.fade_kimg <= 0 or cfg.stable_kimg < 0:
+        raise UsageError("--fade-kimg must be > 0 and --stable-kimg >= 0")
+    if not 0 <= cfg.style_mixing <= 1:
+        raise UsageError(f"--style-mixing is a probability in [0, 1], not {cfg.style_mixing}")
+    return cfg
+
+
+def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=print) -> dict:
+    """Train from scratch or from the checkpoint `resume`; returns a summary (also for the tests)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.utils import set_seed
+    from tqdm import tqdm
+
+    import data as data_module
+
+    accel = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        # Progressive growing leaves the layers above the current resolution unused: DDP must expect that.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        log_with="tensorboard", project_dir=str(run_dir))
+    rank, world, main = accel.process_index, accel.num_processes, accel.is_main_process
+    set_seed(cfg.seed, device_specific=True)  # seed + rank: every process draws its own latents
+    device = accel.device
+
+    dataset = data_module.make_dataset(cfg.data, cfg.network["resolution"], max_images=cfg.max_images)
+    net_cfg = NetworkConfig.from_dict(cfg.network)
+    G, D = Generator(net_cfg).train(), Discriminator(net_cfg).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
+    G, D, opt_G, opt_D = accel.prepare(G, D, opt_G, opt_D)
+    G_ema.to(device)
+    G_raw, D_raw = accel.unwrap_model(G), accel.unwrap_model(D)
+
+    cur_nimg, stats = 0, {"sec_per_kimg": {}}
+    if resume is not None:
+        accel.load_state(str(resume))  # models (safetensors), optimizers and RNG states (weights-only loading)
+        G_ema.load_state_dict(load_network(resume / "G_ema").state_dict())
+        state = json.loads((resume / "state.json").read_text())
+        cur_nimg, stats = state["cur_nimg"], state["stats"]
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        accel.init_trackers("logs")
+        reals = torch.stack([dataset[i][0] for i in range(min(32, len(dataset)))])
+        save_grid(reals.permute(0, 2, 3, 1).numpy(), run_dir / "reals.png", cols=8)
+    grid_z = seed_to_z(range(32), net_cfg.z_dim).to(device)
+
+    total_nimg = int(cfg.kimg * 1000)
+    loader_it, phase_key, loader_gen = None, None, torch.Generator()
+    tick_start_nimg, tick_start_time = cur_nimg, time.time()
+    res_time = {}
+    ema_beta_for = lambda batch: 0.5 ** (batch / max(cfg.ema_kimg * 1000, 1e-8))
+    bar = tqdm(total=cfg.kimg, initial=cur_nimg / 1000, unit="kimg", disable=not main, dynamic_ncols=True,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} kimg [{elapsed}<{remaining}{postfix}]")
+    step = 0
+    summary = {"first_batch": None, "rank": rank, "world": world}
+    next_tick = (cur_nimg // int(cfg.tick_kimg * 1000) + 1) * int(cfg.tick_kimg * 1000)
+    next_snap = (cur_nimg // int(cfg.snap_kimg * 1000) + 1) * int(cfg.snap_kimg * 1000)
+
+    def checkpoint(final: bool = False):
+        """Every process calls save_state; the main process adds G_ema and the JSON state, then renames atomically."""
+        ckdir = run_dir / "checkpoints"
+        tmp = ckdir / f"ckpt-{cur_nimg:09d}.tmp"
+        if main and tmp.exists():
+            shutil.rmtree(tmp)
+        accel.wait_for_everyone()
+        accel.save_state(str(tmp))
+        if main:
+            save_network(G_ema, tmp / "G_ema")
+            (tmp / "state.json").write_text(json.dumps({"cur_nimg": cur_nimg, "stats": stats}) + "\n")
+            dest = ckdir / f"ckpt-{cur_nimg:09d}"
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+            old = sorted(ckdir.glob("ckpt-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
+            for p in old[:-cfg.keep_checkpoints]:
+                shutil.rmtree(p, ignore_errors=True)
+            save_network(G_ema, run_dir / "network", extra={"kimg": cur_nimg / 1000, "final": final,
+                                                          "data": cfg.data, "run": run_dir.name})
+        accel.wait_for_everyone()
+
+    def snapshot_images(phase: Phase):
+        with torch.no_grad():
+            img = G_ema(grid_z, res=phase.res, alpha=phase.alpha, noise_mode="const")
+        img = F.interpolate(img, size=net_cfg.resolution, mode="nearest")
+        grid = save_grid(to_uint8(img), run_dir / "samples" / f"fakes{cur_nimg // 1000:06d}.png", cols=8)
+        accel.get_tracker("tensorboard").writer.add_image("fakes", grid, cur_nimg, dataformats="HWC")
+
+    try:
+        while cur_nimg < total_nimg:
+            phase = schedule(cur_nimg, cfg)
+            if phase.batch % world:
+                raise UsageError(f"batch {phase.batch} at {phase.res}^2 does not split over {world} processes")
+            if phase.key != phase_key or loader_it is None:
+                if phase_key is not None and phase.key != phase_key:
+                    # The paper resets Adam whenever a resolution is added (start and end of each fade).
+                    for opt in (opt_G, opt_D):
+                        opt.optimizer.state.clear()
+                stop = min(phase.end_nimg or total_nimg, total_nimg)
+                stop = cur_nimg + math.ceil((stop - cur_nimg) / phase.batch) * phase.batch
+                loader_gen.manual_seed(cfg.seed * 7919 + cur_nimg)  # worker seeds: a function of cur_nimg too
+                loader = torch.utils.data.DataLoader(
+                    dataset, batch_size=phase.batch // world, sampler=StreamSampler(len(dataset), cfg.seed, cur_nimg, stop),
+                    num_workers=cfg.workers, drop_last=True, generator=loader_gen,
+                    persistent_workers=False, pin_memory=device.type == "cuda")
+                loader_it, phase_key = iter(accel.prepare_data_loader(loader, device_placement=True)), phase.key
+            try:
+                real_u8, _labels = next(loader_it)
+            except StopIteration:
+                loader_it = None
+                continue
+            if summary["first_batch"] is None:
+                summary["first_batch"] = real_u8[:4].float().mean().item()
+            for opt in (opt_G, opt_D):
+                for group in opt.param_groups:
+                    group["lr"] = phase.lr
+            b = real_u8.shape[0]
+            real = prepare_reals(real_u8.to(device), phase, cfg.mirror)
+            t0 = time.time()
+
+            # ---- Discriminator step: loss on fakes and reals, with R1 (or the WGAN-GP penalty)
+            D_raw.requires_grad_(True)
+            with torch.no_grad(), accel.autocast():
+                fake = G_raw(torch.randn(b, net_cfg.z_dim, device=device), res=phase.res, alpha=phase.alpha)
+            do_r1 = cfg.loss == "logistic" and cfg.gamma > 0 and step % cfg.r1_interval == 0
+            real.requires_grad_(do_r1)
+            with accel.autocast():
+                real_logits = D(real, res=phase.res, alpha=phase.alpha).float()
+                fake_logits = D(fake.detach(), res=phase.res, alpha=phase.alpha).float()
+                if cfg.loss == "logistic":
+                    d_loss = d_logistic_loss(real_logits, fake_logits)
+                    scale = accel.scaler.get_scale() if accel.scaler is not None else 1.0
+                    pen = r1_penalty(real_logits, real, scale) if do_r1 else torch.zeros((), device=device)
+                    d_total = d_loss + pen * (cfg.gamma / 2) * cfg.r1_interval
+                else:  # WGAN-GP with epsilon drift 0.001 (ProGAN / the paper's CelebA-HQ runs)
+                    d_loss = fake_logits.mean() - real_logits.mean()
+                    pen = wgan_gp_penalty(D, real.detach(), fake.detach(), phase.res, phase.alpha)
+                    d_total = d_loss + cfg.gamma * pen + 0.001 * real_logits.square().mean()
+            opt_D.zero_grad(set_to_none=True)
+            accel.backward(d_total)
+            bad_d = not torch.isfinite(d_total.detach())
+            if not bad_d:
+                opt_D.step()
+
+            # ---- Generator step: non-saturating loss, with style-mixing regularization
+            D_raw.requires_grad_(False)
+            z = torch.randn(b, net_cfg.z_dim, device=device)
+            n_layers = G_raw.num_ws_at(phase.res)
+            mix_z, mix_layer = None, None
+            if cfg.style_mixing > 0 and torch.rand(()) < cfg.style_mixing and n_layers > 1:
+                mix_z = torch.randn(b, net_cfg.z_dim, device=device)
+                mix_layer = int(torch.randint(1, n_layers, ()))  # one crossover per minibatch, as the official code
+            with accel.autocast():
+                fake, w = G(z, res=phase.res, alpha=phase.alpha, mix_z=mix_z, mix_layer=mix_layer, return_w=True)
+                # D is called unwrapped here: its parameters need no gradient, so its DDP hooks must not fire.
+                g_loss = (g_nonsaturating_loss(D_raw(fake, res=phase.res, alpha=phase.alpha).float())
+                          if cfg.loss == "logistic" else -D_raw(fake, res=phase.res, alpha=phase.alpha).float().mean())
+            opt_G.zero_grad(set_to_none=True)
+            accel.backward(g_loss)
+            losses = accel.reduce(torch.stack([d_loss.detach(), pen.detach(), g_loss.detach()]).float(), "mean")
+            if bad_d or not torch.isfinite(losses).all():
+                raise FloatingPointError(f"loss became {losses.tolist()} at kimg {cur_nimg / 1000:.1f}")
+            opt_G.step()
+
+            # ---- w_avg (over all processes), EMA, bookkeeping
+            G_raw.update_w_avg(accel.gather(w.detach().float()), cfg.w_avg_beta)
+            with torch.no_grad():
+                beta = ema_beta_for(phase.batch)
+                for p_ema, p in zip(G_ema.parameters(), G_raw.parameters()):
+                    p_ema.lerp_(p.detach().float(), 1 - beta)
+                for b_ema, b_ in zip(G_ema.buffers(), G_raw.buffers()):
+                    b_ema.copy_(b_)
+            cur_nimg += phase.batch
+            step += 1
+            dt = time.time() - t0
+            res_time.setdefault(phase.res, [0.0, 0])
+            res_time[phase.res][0] += dt
+            res_time[phase.res][1] += phase.batch
+            if main:
+                bar.update(phase.batch / 1000)
+                bar.set_postfix_str(f"res {phase.res} alpha {phase.alpha:.2f} D {losses[0]:.3f} G {losses[2]:.3f} "
+                                    f"R1 {losses[1]:.3f} {1000 * dt / phase.batch:.1f} s/kimg", refresh=False)
+                accel.log({"loss/D": losses[0].item(), "loss/G": losses[2].item(), "loss/penalty": losses[1].item(),
+                           "progress/resolution": phase.res, "progress/alpha": phase.alpha, "progress/kimg": cur_nimg / 1000,
+                           "perf/images_per_sec": phase.batch / max(dt, 1e-9), "lr": phase.lr}, step=cur_nimg)
+            done = cur_nimg >= total_nimg
+            if cur_nimg >= next_tick or done:
+                next_tick += int(cfg.tick_kimg * 1000)
+                for r, (t, n) in res_time.items():
+                    s = stats["sec_per_kimg"].setdefault(str(r), [0.0, 0])
+                    s[0] += t
+                    s[1] += n
+                res_time = {}
+                if main:
+                    sec_kimg = (time.time() - tick_start_time) / max((cur_nimg - tick_start_nimg) / 1000, 1e-9)
+                    bar.write(f"kimg {cur_nimg / 1000:8.1f}  res {phase.res:4d}  alpha {phase.alpha:4.2f}  "
+                              f"batch {phase.batch:4d}  lossD {losses[0]:7.4f}  lossG {losses[2]:7.4f}  "
+                              f"pen {losses[1]:7.4f}  sec/kimg {sec_kimg:7.2f}")
+                    snapshot_images(phase)
+                tick_start_nimg, tick_start_time = cur_nimg, time.time()
+            if cur_nimg >= next_snap or done:
+                next_snap += int(cfg.snap_kimg * 1000)
+                checkpoint(final=done)
+    except KeyboardInterrupt:
+        if world == 1:
+            checkpoint()
+            log_fn(f"\ninterrupted: checkpoint saved at kimg {cur_nimg / 1000:.1f}; continue with --resume {run_dir}")
+        raise
+    finally:
+        bar.close()
+        if main:
+            accel.end_training()
+
+    # sec/kimg per resolution, over the whole run (resumes included)
+    table = {int(r): t / (n / 1000) for r, (t, n) in stats["sec_per_kimg"].items() if n}
+    if main:
+        log_fn("sec/kimg per resolution (training steps only): " +
+               ", ".join(f"{r}x{r}: {v:.2f}" for r, v in sorted(table.items())))
+        log_fn(f"network: {run_dir / 'network'}")
+    summary.update(cur_nimg=cur_nimg, sec_per_kimg=table,
+                   G_ema={k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()},
+                   G={k: v.detach().cpu().clone() for k, v in G_raw.state_dict().items()})
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Train a StyleGAN with progressive growing (Karras et al. 2019) on Accelerate.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  accelerate launch train.py                                   # synthetic faces, CPU-sized\n"
+               "  accelerate launch train.py --data ~/images --resolution 64   # your own folder (or a .zip)\n"
+               "  accelerate launch train.py --data user/dataset --preset ffhq256  # a Hub data set\n"
+               "  accelerate launch train.py --resume runs/00000-synthetic-32-cpu\n")
+    p.add_argument("--data", default="synthetic", help="synthetic, synthetic:N, a folder, a .zip or a Hub name")
+    p.add_argument("--preset", default="cpu", choices=sorted(TRAIN_PRESETS), help="training preset (default: cpu)")
+    p.add_argument("--resolution", type=int, help="target resolution (default: the preset's)")
+    p.add_argument("--kimg", type=float, help="total thousands of real images to show")
+    p.add_argument("--outdir", default=RUNS_DIR, help="where run folders go (default: runs)")
+    p.add_argument("--resume", help="a run folder (or one of its checkpoints) to continue")
+    p.add_argument("--start-res", dest="start_res", type=int, help="resolution to start growing from")
+    p.add_argument("--fade-kimg", dest="fade_kimg", type=float, help="thousands of images per fade-in")
+    p.add_argument("--stable-kimg", dest="stable_kimg", type=float, help="thousands of images per stable phase")
+    p.add_argument("--batch", type=int, help="global minibatch at every resolution (default: the preset's per resolution)")
+    p.add_argument("--lr", type=float, help="learning rate at every resolution (default: the preset's)")
+    p.add_argument("--loss", choices=["logistic", "wgangp"], help="logistic + R1 (default) or WGAN-GP")
+    p.add_argument("--gamma", type=float, help="R1 weight (logistic) or gradient-penalty lambda (wgangp)")
+    p.add_argument("--r1-interval", dest="r1_interval", type=int, help="apply R1 every k steps (lazy; default 1)")
+    p.add_argument("--style-mixing", dest="style_mixing", type=float, help="mixing-regularization probability (0.9)")
+    p.add_argument("--ema-kimg", dest="ema_kimg", type=float, help="generator EMA half-life in kimg (10)")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None, help="horizontal flips of reals")
+    p.add_argument("--mapping-layers", dest="mapping_layers", type=int, help="mapping network depth (paper: 8)")
+    p.add_argument("--architecture", choices=["style", "traditional"], help="generator type (default: style)")
+    p.add_argument("--no-noise", dest="no_noise", action="store_true", default=None, help="no per-layer noise inputs")
+    p.add_argument("--mixed-precision", dest="mixed_precision", choices=["no", "bf16", "fp16"])
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--tick-kimg", dest="tick_kimg", type=float, help="status line and sample grid every N kimg")
+    p.add_argument("--snap-kimg", dest="snap_kimg", type=float, help="checkpoint and network every N kimg")
+    p.add_argument("--workers", type=int, help="DataLoader worker processes (default 2)")
+    p.add_argument("--max-images", dest="max_images", type=int, help="use only the first N images of the data")
+    p.add_argument("--name", help="run folder name after its number (default: data-resolution-preset)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import data as data_module
+
+    try:
+        if args.resume:
+            path = Path(args.resume)
+            run_dir = path.parent.parent if path.name.startswith("ckpt-") else path
+            if not (run_dir / "config.json").is_file():
+                raise UsageError(f"{args.resume} is not a run folder (no config.json): pass runs/<run>")
+            ckpt = path if path.name.startswith("ckpt-") else latest_checkpoint(run_dir)
+            if ckpt is None:
+                raise UsageError(f"{run_dir} has no complete checkpoint to resume from")
+            cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+            if args.kimg is not None:
+                cfg.kimg = args.kimg
+        else:
+            cfg = make_config(args)
+            name = args.name or f"{Path(cfg.data.rstrip('/')).name.replace(':', '')}-{cfg.network['resolution']}-{cfg.preset}"
+            run_dir, ckpt = None, None
+            from accelerate import PartialState
+
+            state = PartialState()
+            if state.is_main_process:
+                run_dir = next_run_dir(Path(args.outdir), name)
+                run_dir.mkdir(parents=True, exist_ok=False)
+            run_dir = Path(broadcast_str(str(run_dir) if run_dir else "", state))
+        summary = train(cfg, run_dir, ckpt)
+    except data_module.DataError as e:
+        raise UsageError(str(e)) from None
+    except FloatingPointError as e:
+        ck = latest_checkpoint(run_dir) if run_dir else None
+        raise UsageError(f"{e}: training stopped; the last good checkpoint is {ck}. Resume with --resume {run_dir} "
+                         "after lowering --lr or raising --gamma") from None
+    return summary
+
+
+def broadcast_str(s: str, state) -> str:
+    """The main process's string on every process (the run folder name)."""
+    if state.num_processes == 1:
+        return s
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([s])[0]
+
+
+if __name__ == "__main__":
+    run_cli(main)

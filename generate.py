@@ -1,0 +1,639 @@
+"""Generate images, and the StyleGAN paper's figures, from a trained generator.
+
+    python generate.py --seeds 0-99                                # one PNG per seed, from the latest run's network
+    python generate.py --seeds 0-15 --grid --trunc 0.7             # ... plus a grid of them, truncated (psi 0.7)
+    python generate.py --figure mixing --rows 1-3 --cols 4-7       # style mixing (paper Figure 3)
+    python generate.py --figure noise --seeds 5 --samples 100      # stochastic variation (Figure 4)
+    python generate.py --figure truncation --seeds 1-4             # truncation sweep (Figure 8)
+    python generate.py --figure interp --seeds 1,2,3 --space z     # interpolation GIF, fixed noise
+
+A seed means the same image on every device and at every batch size: z comes from numpy's RandomState(seed), the
+noise is the network's fixed ('const') noise by default or is drawn on the CPU from the seed ('random'), and on the
+CPU the network runs in float64 (--dtype), because float32 matrix-vector products (batch 1-3) round differently from
+the matrix-matrix products of larger batches and move a pixel by one level now and then. On a GPU the images of a
+seed agree to float32 rounding across devices and batch sizes, not bit for bit.
+
+The figure functions (`grid_figure`, `style_mixing_figure`, `noise_figure`, `truncation_figure`,
+`interpolation_frames`) take a generator and plain arguments and return a PIL image (or uint8 frames); a figure's
+`info['layout']` is JSON giving the cell size and each cell's top-left corner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+from tqdm import tqdm
+
+from common import UsageError, parse_seeds, pick_device, resolve_network, run_cli, to_uint8
+from model import WEIGHTS_NAME, Generator, load_network, seed_to_z, style_ranges
+
+PSI_RANGE = (-2.0, 2.0)  # Figure 8 sweeps psi over [-1, 1]; far beyond that the images are only artefacts
+PAPER_PSIS = [1.0, 0.7, 0.5, 0.0, -0.5, -1.0]  # Figure 8's columns
+MIN_CELL = 128  # by default figures upscale small networks' images (nearest) to at least this many pixels a cell
+GAP = 2  # white pixels between figure cells
+BLOCK_GAP = 8  # extra white pixels between the blocks of the style-mixing figure
+FIGURES = ("mixing", "noise", "truncation", "interp")
+SOFTWARE = "StyleGAN generate.py"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parsing and checking arguments (UsageError: one line, exit code 2)
+
+
+def check_psi(psi: float) -> float:
+    lo, hi = PSI_RANGE
+    if not lo <= psi <= hi:  # also rejects nan
+        raise UsageError(f"truncation psi {psi} is outside [{lo:g}, {hi:g}]: pass a psi in that range "
+                         "(1 = no truncation, 0.7 as in the paper, 0 = the average image)")
+    return psi
+
+
+def parse_psis(text: str) -> list[float]:
+    """'1,0.7,0,-1' -> [1.0, 0.7, 0.0, -1.0], each within PSI_RANGE."""
+    try:
+        psis = [float(p) for p in str(text).split(",")]
+    except ValueError:
+        raise UsageError(f"invalid psi list {text!r}: use comma-separated numbers, e.g. --psis 1,0.7,0.5,0,-0.5,-1")
+    return [check_psi(p) for p in psis]
+
+
+def check_cutoff(cutoff: int | None, num_ws: int) -> int | None:
+    if cutoff is not None and not 1 <= cutoff <= num_ws:
+        raise UsageError(f"--trunc-cutoff {cutoff} is outside [1, {num_ws}]: this network has {num_ws} style layers; "
+                         f"truncation applies to layers [0, cutoff)")
+    return cutoff
+
+
+def parse_styles(text: str, num_ws: int, resolution: int) -> list[tuple[str, int, int]]:
+    """'coarse,middle,fine' or '0-3' or 'coarse,8-9' -> [(label, first, stop)]: style layers [first, stop) come from B.
+    Names are the paper's ranges (model.style_ranges); numbers are style-layer indices, ranges inclusive."""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if m:
+            first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+            if last < first or last >= num_ws:
+                raise UsageError(f"style layers {part!r} must be a low-high range within 0-{num_ws - 1} "
+                                 f"(this network has {num_ws} style layers), e.g. --styles 0-3")
+            out.append((f"layers {part}", first, last + 1))
+        elif part in ("coarse", "middle", "fine"):
+            try:
+                first, stop, res = style_ranges(resolution)[part]
+            except ValueError:
+                raise UsageError(f"a {resolution}x{resolution} network has no coarse/middle/fine layers: pass "
+                                 f"--styles with layer numbers, e.g. --styles 0-1") from None
+            out.append((f"{part} ({res})", first, stop))
+        else:
+            raise UsageError(f"invalid --styles {part!r}: use coarse, middle, fine or layer numbers like 0-3, "
+                             "comma-separated")
+    return out
+
+
+def _slug(text: str) -> str:
+    """A seed or psi list as a file-name part: '1, 5,10-12' -> '1_5_10-12'."""
+    return re.sub(r"[^0-9a-zA-Z.\-]+", "_", str(text)).strip("_")
+
+
+def network_name(path: str | Path) -> str:
+    """runs/00003-ffhq/network -> '00003-ffhq'; a bare weights file -> its stem."""
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        if p.name != WEIGHTS_NAME:
+            return _slug(p.stem)
+        p = p.parent
+    if p.name == "network":
+        p = p.parent
+    return _slug(p.name) or "network"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generating: seeds -> w -> images, batch by batch
+
+
+def load_generator(path: str | Path, device: torch.device | str = "cpu", dtype: str = "auto") -> Generator:
+    """load_network, by default ('auto') in float64 on the CPU so that batch size cannot change a pixel (see the
+    module docstring; it costs 2-3x the time of float32 there) and in float32 elsewhere."""
+    G = load_network(path, device)
+    if dtype == "auto":
+        dtype = "float64" if torch.device(device).type == "cpu" else "float32"
+    return G.to(getattr(torch, dtype))
+
+
+def _where(G: Generator) -> tuple[torch.device, torch.dtype]:
+    p = next(G.parameters())
+    return p.device, p.dtype
+
+
+def seed_noise(G: Generator, seeds: list[int]) -> list[torch.Tensor | None]:
+    """Per-layer noise (N, 1, r, r) for 'random' mode: image i's noise drawn on the CPU from seeds[i]."""
+    cache: dict[int, list] = {}
+    for s in seeds:
+        if s not in cache:
+            cache[s] = G.synthesis.make_noise(1, seed=s)
+    per = [cache[s] for s in seeds]
+    return [None if per[0][i] is None else torch.cat([p[i] for p in per]) for i in range(G.num_ws)]
+
+
+@torch.no_grad()
+def map_seeds(G: Generator, seeds: list[int], batch: int = 16) -> torch.Tensor:
+    """seeds -> w (N, w_dim) on G's device, in G's dtype."""
+    device, dtype = _where(G)
+    z = seed_to_z(seeds, G.cfg.z_dim)
+    return torch.cat([G.mapping(z[i:i + batch].to(device, dtype)) for i in range(0, len(seeds), batch)])
+
+
+def broadcast(G: Generator, w: torch.Tensor) -> torch.Tensor:
+    """w (N, w_dim) -> ws (N, num_ws, w_dim): the same w for every style layer."""
+    return w.unsqueeze(1).repeat(1, G.num_ws, 1)
+
+
+@torch.no_grad()
+def synthesize(G: Generator, ws: torch.Tensor, noise_mode: str = "const", noise_seeds: list[int] | None = None,
+               batch: int = 16, progress: bool = False, desc: str | None = None) -> torch.Tensor:
+    """ws (N, num_ws, w_dim) -> float32 images (N, C, R, R) on the CPU. noise_mode 'random' takes image i's noise
+    from noise_seeds[i] (drawn on the CPU), so it too is the same on every device and batch size."""
+    if noise_mode == "random" and (noise_seeds is None or len(noise_seeds) != len(ws)):
+        raise ValueError("noise_mode='random' needs one noise seed per image")
+    device, dtype = _where(G)
+    out = []
+    with tqdm(total=len(ws), unit="img", desc=desc, disable=not progress, leave=False) as bar:
+        for i in range(0, len(ws), batch):
+            noise = None
+            if noise_mode == "random":
+                noise = [n if n is None else n.to(device, dtype) for n in seed_noise(G, noise_seeds[i:i + batch])]
+            img = G.synthesis(ws[i:i + batch].to(device, dtype), noise_mode=noise_mode, noise=noise)
+            out.append(img.float().cpu())
+            bar.update(len(img))
+    return torch.cat(out)
+
+
+def iter_images(G: Generator, seeds: list[int], psi: float = 1.0, cutoff: int | None = None,
+                noise_mode: str = "const", batch: int = 16):
+    """Yield (seeds, uint8 images (n, H, W, C)) one batch at a time, so any number of seeds fits in memory."""
+    for i in range(0, len(seeds), batch):
+        chunk = seeds[i:i + batch]
+        ws = G.truncate(broadcast(G, map_seeds(G, chunk, batch)), psi, cutoff)
+        yield chunk, to_uint8(synthesize(G, ws, noise_mode, chunk, batch))
+
+
+def generate_images(G: Generator, seeds: list[int], psi: float = 1.0, cutoff: int | None = None,
+                    noise_mode: str = "const", batch: int = 16) -> np.ndarray:
+    """seeds -> uint8 (N, H, W, C): the image of each seed, the same whatever `batch`."""
+    return np.concatenate([imgs for _, imgs in iter_images(G, seeds, psi, cutoff, noise_mode, batch)])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Laying out figures
+
+
+def _font(cell: int):
+    size = max(10, min(28, cell // 8))
+    try:
+        return ImageFont.load_default(size=size)  # scalable when Pillow has FreeType
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def auto_upscale(resolution: int) -> int:
+    return max(1, math.ceil(MIN_CELL / resolution))
+
+
+def compose(cells: list[list[np.ndarray | None]], labels: list[list[str | None]] | None = None,
+            row_labels: list[str] | None = None, upscale: int = 1, row_gaps: list[int] | None = None) -> Image.Image:
+    """Lay out a figure on white: `cells` are rows of uint8 (H, W, C) images (None leaves a blank), `labels` the
+    same shape of captions drawn in a strip above their row (a row without any gets no strip), `row_labels` one
+    caption per row at the left, `row_gaps` extra space above each row. Images are upscaled (nearest) by `upscale`.
+    info['layout'] = JSON {'cell': size, 'cells': rows of [x, y] top-left corners or null}."""
+    first = next(c for row in cells for c in row if c is not None)
+    cell = first.shape[0] * upscale
+    ncols = max(len(row) for row in cells)
+    labels = labels or [[None] * len(row) for row in cells]
+    row_labels = row_labels or [""] * len(cells)
+    row_gaps = row_gaps or [0] * len(cells)
+    font, m = _font(cell), 3
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def size(text):
+        x0, y0, x1, y1 = measure.multiline_textbbox((0, 0), text, font=font)
+        return x1 - x0, y1
+
+    strip = [max((size(t)[1] + 2 * m for t in row if t), default=0) for row in labels]
+    left = max((size(t)[0] + 2 * m for t in row_labels if t), default=0)
+    ys, y = [], 0
+    for r in range(len(cells)):
+        y += row_gaps[r] + strip[r]
+        ys.append(y)
+        y += cell + GAP
+    fig = Image.new("RGB", (left + ncols * cell + (ncols - 1) * GAP, y - GAP), "white")
+    draw = ImageDraw.Draw(fig)
+    corners = []
+    for r, row in enumerate(cells):
+        corners.append([])
+        for c, img in enumerate(row):
+            x = left + c * (cell + GAP)
+            if img is None:
+                corners[-1].append(None)
+                continue
+            tile = Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).convert("RGB")
+            fig.paste(tile.resize((cell, cell), Image.NEAREST) if upscale != 1 else tile, (x, ys[r]))
+            corners[-1].append([x, ys[r]])
+        for c, text in enumerate(labels[r]):
+            if text:
+                w, h = size(text)
+                draw.multiline_text((left + c * (cell + GAP) + (cell - w) // 2, ys[r] - m - h), text, fill="black",
+                                    font=font, align="center")
+        if row_labels[r]:
+            w, h = size(row_labels[r])
+            draw.multiline_text((left - m - w, ys[r] + (cell - h) // 2), row_labels[r], fill="black", font=font,
+                                align="right")
+    fig.info["layout"] = json.dumps({"cell": cell, "cells": corners})
+    return fig
+
+
+def _psi_label(psi: float) -> str:
+    return f"psi={psi:g}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The paper's figures
+
+
+def grid_figure(images: np.ndarray, seeds: list[int], cols: int | None = None, upscale: int = 1) -> Image.Image:
+    """uint8 images (N, H, W, C) of `seeds` -> a near-square grid (row-major), each image captioned with its seed."""
+    cols = cols or math.ceil(math.sqrt(len(seeds)))
+    rows = [list(range(i, min(i + cols, len(seeds)))) for i in range(0, len(seeds), cols)]
+    return compose([[images[i] for i in r] for r in rows], [[f"seed {seeds[i]}" for i in r] for r in rows],
+                   upscale=upscale)
+
+
+def style_mixing_figure(G: Generator, row_seeds: list[int], col_seeds: list[int],
+                        styles: list[tuple[str, int, int]] | None = None, psi: float = 1.0, cutoff: int | None = None,
+                        noise_mode: str = "const", batch: int = 16, upscale: int | None = None,
+                        progress: bool = False) -> Image.Image:
+    """Paper Figure 3. Top row: the B sources (col_seeds); left column: the A sources (row_seeds); cell (a, b) is A
+    with the style layers [first, stop) of one range copied from B. One block of rows per range in `styles`
+    (default: the paper's coarse, middle and fine). Truncation, if any, applies after mixing. With 'random'
+    noise a mixed image takes A's noise."""
+    R = G.cfg.resolution
+    styles = styles or parse_styles("coarse,middle,fine", G.num_ws, R)
+    wa, wb = map_seeds(G, row_seeds, batch), map_seeds(G, col_seeds, batch)
+    mixed = []
+    for _, first, stop in styles:
+        ws = broadcast(G, wa).unsqueeze(1).repeat(1, len(col_seeds), 1, 1)  # (A, B, num_ws, w_dim)
+        ws[:, :, first:stop] = wb[None, :, None, :]
+        mixed.append(ws.flatten(0, 1))
+    ws = torch.cat([broadcast(G, wb), broadcast(G, wa)] + mixed)
+    noise_seeds = col_seeds + row_seeds + [a for _ in styles for a in row_seeds for _ in col_seeds]
+    imgs = to_uint8(synthesize(G, G.truncate(ws, psi, cutoff), noise_mode, noise_seeds, batch, progress, "mixing"))
+    nb, na = len(col_seeds), len(row_seeds)
+    b_imgs, a_imgs, cells_mixed = imgs[:nb], imgs[nb:nb + na], imgs[nb + na:].reshape(len(styles), na, nb, *imgs.shape[1:])
+    cells = [[None] + list(b_imgs)]
+    labels = [[None] + [f"B {s}" for s in col_seeds]]
+    row_labels, gaps = [""], [0]
+    for k, (name, _, _) in enumerate(styles):
+        for i, a in enumerate(row_seeds):
+            cells.append([a_imgs[i]] + list(cells_mixed[k, i]))
+            labels.append([None] * (nb + 1))
+            row_labels.append(f"{name}\nA {a}" if i == 0 else f"A {a}")
+            gaps.append(BLOCK_GAP if i == 0 else 0)
+    fig = compose(cells, labels, row_labels, upscale or auto_upscale(R), gaps)
+    layout = json.loads(fig.info["layout"])
+    layout.update(top="B sources (seeds)", left="A sources (seeds)", rows=row_seeds, cols=col_seeds,
+                  styles=[[n, a, b] for n, a, b in styles])
+    fig.info["layout"] = json.dumps(layout)
+    return fig
+
+
+def noise_figure(G: Generator, seed: int, samples: int = 100, shown: int = 4, zoom: int = 4, psi: float = 1.0,
+                 cutoff: int | None = None, batch: int = 16, upscale: int | None = None,
+                 progress: bool = False) -> Image.Image:
+    """Paper Figure 4: one latent (seed) under `samples` noise realisations (realisation k drawn from noise seed k).
+    Top row: the first `shown` realisations, then the per-pixel standard deviation over all of them (averaged over
+    RGB, scaled so the largest is white). With zoom > 0 a second row shows the centre 1/zoom of each, enlarged."""
+    if not G.cfg.use_noise:
+        raise UsageError("this network has no noise inputs (traditional generator), so it has no stochastic "
+                         "variation to show: pick a style-based network")
+    R = G.cfg.resolution
+    ws = G.truncate(broadcast(G, map_seeds(G, [seed])), psi, cutoff).expand(samples, -1, -1)
+    imgs = synthesize(G, ws, "random", list(range(samples)), batch, progress, "noise")  # (S, C, R, R)
+    std = imgs.double().std(0, unbiased=False).mean(0)  # (R, R)
+    std_max = float(std.max())
+    std_img = (std / max(std_max, 1e-12) * 255).round().byte().numpy()[..., None].repeat(3, -1)
+    tiles = list(to_uint8(imgs[:shown])) + [std_img]
+    cells = [tiles]
+    labels = [[f"noise {k}" for k in range(shown)] + [f"std, n={samples}"]]
+    row_labels = [f"seed {seed}"]
+    if zoom:
+        side, lo = R // zoom, (R - R // zoom) // 2
+        crop = lambda t: np.asarray(Image.fromarray(t[lo:lo + side, lo:lo + side]).resize((R, R), Image.NEAREST))
+        cells.append([crop(t) for t in tiles])
+        labels.append([None] * len(tiles))
+        row_labels.append(f"centre\nx{zoom}")
+    fig = compose(cells, labels, row_labels, upscale or auto_upscale(R))
+    layout = json.loads(fig.info["layout"])
+    layout.update(seed=seed, samples=samples, shown=shown, zoom=zoom, std_max=std_max)
+    fig.info["layout"] = json.dumps(layout)
+    return fig
+
+
+def truncation_figure(G: Generator, seeds: list[int], psis: list[float] = PAPER_PSIS, cutoff: int | None = None,
+                      noise_mode: str = "const", batch: int = 16, upscale: int | None = None,
+                      progress: bool = False) -> Image.Image:
+    """Paper Figure 8: a row per seed, a column per psi (w' = w_avg + psi (w - w_avg) on layers [0, cutoff))."""
+    w = broadcast(G, map_seeds(G, seeds, batch))
+    ws = torch.cat([G.truncate(w[i:i + 1], p, cutoff) for i in range(len(seeds)) for p in psis])  # row-major
+    noise_seeds = [s for s in seeds for _ in psis]
+    imgs = to_uint8(synthesize(G, ws, noise_mode, noise_seeds, batch, progress, "truncation"))
+    imgs = imgs.reshape(len(seeds), len(psis), *imgs.shape[1:])
+    labels = [[_psi_label(p) for p in psis]] + [[None] * len(psis)] * (len(seeds) - 1)
+    fig = compose([list(r) for r in imgs], labels, [f"seed {s}" for s in seeds],
+                  upscale or auto_upscale(G.cfg.resolution))
+    layout = json.loads(fig.info["layout"])
+    layout.update(rows=seeds, cols=psis)
+    fig.info["layout"] = json.dumps(layout)
+    return fig
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between the normalized a and b (N, D), t (N,): the path through Z (as for PPL)."""
+    a, b = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    omega = torch.acos((a * b).sum(-1, keepdim=True).clamp(-1, 1))
+    so, t = torch.sin(omega), t.view(-1, 1)
+    lerp = a + (b - a) * t
+    out = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / so.clamp_min(1e-12)
+    return torch.where(so > 1e-6, out, lerp / lerp.norm(dim=-1, keepdim=True))
+
+
+@torch.no_grad()
+def interpolation_frames(G: Generator, seeds: list[int], space: str = "w", frames: int = 60, loop: bool = False,
+                         psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const", batch: int = 16,
+                         progress: bool = False) -> np.ndarray:
+    """An interpolation through `seeds` in order (back to the first with loop): lerp between mapped w ('w'), or
+    slerp between normalized z then map ('z'). `frames` per transition; the noise is the same in every frame.
+    Returns uint8 (F, H, W, C), F = frames * transitions (+ 1 for the end point without loop)."""
+    if space not in ("w", "z"):
+        raise ValueError("space must be 'w' or 'z'")
+    path = seeds + seeds[:1] if loop else seeds
+    device, dtype = _where(G)
+    t = torch.arange(frames, dtype=torch.float64) / frames
+    src = seed_to_z(path, G.cfg.z_dim).double() if space == "z" else map_seeds(G, path, batch).double().cpu()
+    pts = [src[i:i + 1].expand(frames, -1) for i in range(len(path) - 1)]
+    ends = [src[i + 1:i + 2].expand(frames, -1) for i in range(len(path) - 1)]
+    a, b, tt = torch.cat(pts), torch.cat(ends), t.repeat(len(path) - 1)
+    if not loop:  # include the last seed itself as the final frame
+        a, b, tt = torch.cat([a, src[-1:]]), torch.cat([b, src[-1:]]), torch.cat([tt, torch.zeros(1, dtype=tt.dtype)])
+    if space == "z":
+        z = slerp(a, b, tt)
+        w = torch.cat([G.mapping(z[i:i + batch].to(device, dtype)) for i in range(0, len(z), batch)])
+    else:
+        w = (a + (b - a) * tt[:, None]).to(device, dtype)
+    ws = G.truncate(broadcast(G, w), psi, cutoff)
+    return to_uint8(synthesize(G, ws, noise_mode, [seeds[0]] * len(ws), batch, progress, "interp"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Writing files
+
+
+def save_png(img: Image.Image | np.ndarray, path: Path, meta: dict) -> None:
+    """Save with text chunks: the image's own info['layout'] (figures) and `meta` (seed, psi, network, ...)."""
+    img = Image.fromarray(img) if isinstance(img, np.ndarray) else img
+    info = PngInfo()
+    items = {"Software": SOFTWARE, **{k: v for k, v in img.info.items() if k == "layout"}, **meta}
+    for k, v in items.items():
+        info.add_text(k, v if isinstance(v, str) else json.dumps(v))
+    img.save(path, pnginfo=info)
+
+
+def save_animation(frames: np.ndarray, path: Path, fps: int, meta: dict, overwrite: bool) -> None:
+    comment = json.dumps(meta)
+    if path.suffix == ".mp4":
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is None:
+            raise UsageError("--format mp4 needs ffmpeg on the PATH: install ffmpeg, or use --format gif or webp")
+        n, h, w, _ = frames.shape
+        cmd = [ffmpeg, "-loglevel", "error", "-y" if overwrite else "-n", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18",
+               "-metadata", f"comment={comment}", str(path)]
+        res = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
+        if res.returncode != 0:
+            last = (res.stderr.decode(errors="replace").strip().splitlines() or ["unknown error"])[-1]
+            raise UsageError(f"ffmpeg could not write {path} ({last}): use --format gif or webp")
+        return
+    imgs = [Image.fromarray(f) for f in frames]
+    extra = {"comment": comment} if path.suffix == ".gif" else {"lossless": True}
+    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=round(1000 / fps), loop=0, **extra)
+
+
+def prepare_outdir(outdir: Path, targets: list[Path], overwrite: bool) -> None:
+    """Make outdir and check that it can be written and that no target exists, before anything is generated."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=outdir, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write to --outdir {outdir} ({e.strerror or type(e).__name__}): "
+                         "pass an --outdir in a writable folder") from None
+    clashes = [t for t in targets if t.exists()]
+    if clashes and not overwrite:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise UsageError(f"{clashes[0]} already exists{more}: pass --overwrite to replace, or choose another --outdir")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (through run_cli), instead of argparse's usage block
+        raise UsageError(f"{message} (see python generate.py --help)")
+
+
+EXAMPLES = """examples:
+  python generate.py --seeds 0-99                              one PNG per seed, latest network under runs/
+  python generate.py --seeds 1,5,10-12 --trunc 0.7 --trunc-cutoff 8 --network runs/00000-cpu/network
+  python generate.py --seeds 0-15 --grid                       the PNGs plus a grid of them
+  python generate.py --figure mixing --rows 1-3 --cols 4-8     style mixing, coarse/middle/fine (Figure 3)
+  python generate.py --figure mixing --rows 1-3 --cols 4-8 --styles 0-3
+  python generate.py --figure noise --seeds 5 --samples 100    stochastic variation and std map (Figure 4)
+  python generate.py --figure truncation --seeds 1-4 --psis 1,0.7,0.5,0,-0.5,-1   (Figure 8)
+  python generate.py --figure interp --seeds 1,2,3 --space z --frames 60 --loop --format gif
+
+Files are named by seed; existing files are never replaced without --overwrite.
+Each PNG carries its seed(s), psi, cutoff, noise mode and network in its text metadata."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="generate.py", description="Generate images and the StyleGAN paper's figures.",
+                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--network", help="network folder or .safetensors file (default: the latest under runs/)")
+    p.add_argument("--seeds", help="seeds, e.g. 0-99 or 1,5,10-12")
+    p.add_argument("--figure", choices=FIGURES, help="make one of the paper's figures instead of per-seed images")
+    p.add_argument("--grid", action="store_true", help="also write a grid of the seeds' images")
+    p.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi, in [-2, 2] (default 1: none)")
+    p.add_argument("--trunc-cutoff", type=int, metavar="N", help="truncate style layers [0, N) (default: all)")
+    p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
+                   help="const: the network's fixed noise; random: drawn from each seed; none (default const)")
+    p.add_argument("--outdir", help="output folder (default: out/<run>-<options>)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+    p.add_argument("--batch", type=int, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    p.add_argument("--dtype", choices=("auto", "float32", "float64"), default="auto",
+                   help="auto: float64 on the CPU (a seed's pixels then never depend on --batch), else float32")
+    p.add_argument("--upscale", type=int, help="figures: enlarge each image N times (default: to >= 128 px)")
+    g = p.add_argument_group("style mixing (--figure mixing)")
+    g.add_argument("--rows", help="A source seeds (left column)")
+    g.add_argument("--cols", help="B source seeds (top row)")
+    g.add_argument("--styles", default="coarse,middle,fine",
+                   help="layers taken from B: coarse, middle, fine or numbers like 0-3; a block per comma-part")
+    g = p.add_argument_group("stochastic variation (--figure noise)")
+    g.add_argument("--samples", type=int, default=100, help="noise realisations for the std map (default 100)")
+    g.add_argument("--shown", type=int, default=4, help="realisations shown (default 4)")
+    g.add_argument("--zoom", type=int, default=4, help="row of centre crops enlarged N times; 0 for none")
+    g = p.add_argument_group("truncation (--figure truncation)")
+    g.add_argument("--psis", default=",".join(f"{p:g}" for p in PAPER_PSIS), help="psi per column")
+    g = p.add_argument_group("interpolation (--figure interp)")
+    g.add_argument("--space", choices=("w", "z"), default="w", help="lerp in W or slerp in Z (default w)")
+    g.add_argument("--frames", type=int, default=60, help="frames per transition (default 60)")
+    g.add_argument("--fps", type=int, default=30)
+    g.add_argument("--loop", action="store_true", help="return to the first seed")
+    g.add_argument("--format", choices=("gif", "webp", "mp4"), default="gif", help="mp4 needs ffmpeg")
+    return p
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = pick_device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown --device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available here; use --device auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name}: MPS is not available here; use --device auto or cpu")
+    return device
+
+
+def _positive(name: str, value: int, low: int = 1) -> int:
+    if value < low:
+        raise UsageError(f"{name} must be at least {low}, not {value}")
+    return value
+
+
+def main(argv=None) -> list[Path]:
+    """Run the CLI; returns the files written."""
+    args = build_parser().parse_args(argv)
+    fig = args.figure
+    check_psi(args.trunc)
+    _positive("--batch", args.batch)
+    if fig == "mixing":
+        if not (args.rows and args.cols):
+            raise UsageError("--figure mixing needs --rows (A seeds) and --cols (B seeds), e.g. --rows 1-3 --cols 4-8")
+        rows, cols = parse_seeds(args.rows), parse_seeds(args.cols)
+    elif not args.seeds:
+        raise UsageError("--seeds is required, e.g. --seeds 0-99 or --seeds 1,5,10-12")
+    else:
+        seeds = parse_seeds(args.seeds)
+    psis = parse_psis(args.psis) if fig == "truncation" else None
+    if fig == "interp":
+        _positive("--frames", args.frames)
+        _positive("--fps", args.fps)
+        if len(seeds) < 2 and not args.loop:
+            raise UsageError("--figure interp needs at least two seeds, e.g. --seeds 1,2,3")
+    if fig == "noise":
+        _positive("--samples", args.samples, 2)
+        _positive("--shown", args.shown)
+        _positive("--zoom", args.zoom, 0)
+    if args.upscale is not None:
+        _positive("--upscale", args.upscale)
+    device = _device(args.device)
+    if device.type == "mps" and args.dtype == "float64":
+        raise UsageError("MPS has no float64: pass --dtype float32 or auto, or --device cpu")
+
+    network = resolve_network(args.network)
+    G = load_generator(network, device, args.dtype)
+    R = G.cfg.resolution
+    cutoff = check_cutoff(args.trunc_cutoff, G.num_ws)
+    if fig == "mixing":
+        styles = parse_styles(args.styles, G.num_ws, R)
+    if fig == "noise" and args.zoom > R:
+        raise UsageError(f"--zoom {args.zoom} is larger than the image ({R} px): pass a zoom of at most {R}, or 0")
+    upscale = args.upscale or auto_upscale(R)
+
+    # Default outdir: the network's run name and the options that change the pixels.
+    tag = [network_name(network), fig or "seeds"]
+    if fig != "truncation" and args.trunc != 1:
+        tag.append(f"psi{args.trunc:g}")
+    if cutoff is not None:
+        tag.append(f"cutoff{cutoff}")
+    if fig != "noise" and args.noise_mode != "const":
+        tag.append(f"noise-{args.noise_mode}")
+    outdir = Path(args.outdir) if args.outdir else Path("out") / "-".join(tag)
+    eff_cutoff = cutoff if cutoff is not None else (G.cfg.default_cutoff or G.num_ws)
+    meta = {"network": str(network), "psi": f"{args.trunc:g}", "cutoff": str(eff_cutoff), "noise_mode": args.noise_mode}
+    shown = min(args.shown, args.samples)
+
+    if fig is None:
+        targets = [outdir / f"seed{s:04d}.png" for s in seeds]
+        grid_path = outdir / f"grid-seeds{_slug(args.seeds)}.png"
+        prepare_outdir(outdir, targets + ([grid_path] if args.grid else []), args.overwrite)
+        kept = []
+        with tqdm(total=len(seeds), unit="img", desc="generate") as bar:
+            for chunk, imgs in iter_images(G, seeds, args.trunc, cutoff, args.noise_mode, args.batch):
+                for s, img in zip(chunk, imgs):
+                    save_png(img, outdir / f"seed{s:04d}.png", {**meta, "seed": str(s)})
+                kept += [imgs] if args.grid else []
+                bar.update(len(chunk))
+        if args.grid:
+            save_png(grid_figure(np.concatenate(kept), seeds, upscale=upscale), grid_path,
+                     {**meta, "figure": "grid", "seeds": seeds})
+            targets.append(grid_path)
+        print(f"wrote {len(targets)} images to {outdir}")
+        return targets
+
+    if fig == "mixing":
+        name = f"mixing-rows{_slug(args.rows)}-cols{_slug(args.cols)}"
+        name += "" if args.styles == "coarse,middle,fine" else f"-styles{_slug(args.styles)}"
+        make = lambda: [style_mixing_figure(G, rows, cols, styles, args.trunc, cutoff, args.noise_mode, args.batch,
+                                            upscale, progress=True)]
+        paths = [outdir / f"{name}.png"]
+        extra = [{"figure": "style mixing (Figure 3)", "rows": rows, "cols": cols}]
+    elif fig == "noise":
+        paths = [outdir / f"noise-seed{s:04d}.png" for s in seeds]
+        make = lambda: (noise_figure(G, s, args.samples, shown, args.zoom, args.trunc, cutoff, args.batch, upscale,
+                                     progress=True) for s in seeds)
+        extra = [{"figure": "stochastic variation (Figure 4)", "seed": str(s), "noise_mode": "random"} for s in seeds]
+    elif fig == "truncation":
+        paths = [outdir / f"truncation-seeds{_slug(args.seeds)}-psis{_slug(args.psis)}.png"]
+        make = lambda: [truncation_figure(G, seeds, psis, cutoff, args.noise_mode, args.batch, upscale, progress=True)]
+        extra = [{"figure": "truncation (Figure 8)", "seeds": seeds, "psi": psis}]
+    else:  # interp
+        path = outdir / f"interp-{args.space}-seeds{_slug(args.seeds)}{'-loop' if args.loop else ''}.{args.format}"
+        prepare_outdir(outdir, [path], args.overwrite)
+        frames = interpolation_frames(G, seeds, args.space, args.frames, args.loop, args.trunc, cutoff,
+                                      args.noise_mode, args.batch, progress=True)
+        save_animation(frames, path, args.fps, {**meta, "figure": f"interpolation in {args.space.upper()}",
+                                                "seeds": seeds, "frames": len(frames)}, args.overwrite)
+        print(f"wrote {path}")
+        return [path]
+
+    prepare_outdir(outdir, paths, args.overwrite)
+    for path, img, more in zip(paths, make(), extra):
+        save_png(img, path, {**meta, **more})
+        print(f"wrote {path}")
+    return paths
+
+
+if __name__ == "__main__":
+    run_cli(main)

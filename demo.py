@@ -279,7 +279,8 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
     def variation(network, seed, draws, psi, cutoff, noise_seed):
         G, t0 = cache[network], time.perf_counter()
         imgs, std = stochastic_variation(G, seed, draws, psi, cutoff, noise_seed)
-        return [upscale(x) for x in imgs], upscale(std), f"{int(draws)} noise draws: {_timing(t0, int(draws))}"
+        note = " (all draws are equal: this network's noise strengths are zero)" if std.max() == 0 else ""
+        return [upscale(x) for x in imgs], upscale(std), f"{int(draws)} noise draws: {_timing(t0, int(draws))}{note}"
 
     @_user_errors
     def layer_preset(network, preset):
@@ -322,7 +323,7 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
                     with gr.Tab("Generate") as tab_gen:
                         with gr.Row(equal_height=True):
                             seed = gr.Number(0, precision=0, label="seed", info=f"0 to {SEED_MAX}", elem_id="seed")
-                            rand_btn = gr.Button("🎲 random seed", scale=0)
+                            rand_btn = gr.Button("Random seed", scale=0)
                             gen_btn = gr.Button("Generate", variant="primary", scale=0)
                         image = gr.Image(label="image", format="png", type="numpy", interactive=False,
                                          elem_id="generated", height=DISPLAY_SIZE + 40)
@@ -348,7 +349,7 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
                             var_n = gr.Slider(2, MAX_VARIATIONS, value=4, step=1, label="noise draws")
                             var_btn = gr.Button("Show variation", variant="primary", scale=0)
                         gallery = gr.Gallery(label="same w, different noise (draws from the noise seed on)",
-                                             format="png", columns=4, height="auto", interactive=False)
+                                             format="png", columns=4, interactive=False, elem_id="variations")
                         std_map = gr.Image(label="per-pixel standard deviation over the draws", format="png",
                                            interactive=False, height=DISPLAY_SIZE + 40)
                         var_info = gr.Markdown(label="timing", elem_id="variation-info")
@@ -438,7 +439,7 @@ def take_screenshot(url: str, path: str | Path, tab: str = "Style mixing") -> Pa
             page.get_by_role("tab", name=tab).click()
             page.get_by_role("button", name={"Style mixing": "Mix", "Stochastic variation": "Show variation"}[tab]
                              ).click()
-            page.locator("#mix-ab img" if tab == "Style mixing" else ".gallery img, [data-testid=gallery] img"
+            page.locator("#mix-ab img" if tab == "Style mixing" else "#variations img"
                          ).first.wait_for(timeout=60_000)
         page.wait_for_timeout(500)  # let images finish decoding
         page.screenshot(path=str(path), full_page=True)

@@ -221,11 +221,15 @@ def test_list_networks_newest_first(networks, tmp_path):
 # End to end in a real browser
 
 
-def test_browser_generate_then_move_psi(app):
+def _need_chromium():
     if not Path(demo.CHROMIUM).exists():
         if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser test: {demo.CHROMIUM} is missing (bash install.sh --browser)")
+            pytest.fail(f"CI must run the browser tests: {demo.CHROMIUM} is missing (bash install.sh --browser)")
         pytest.skip(f"no {demo.CHROMIUM}: install it with `bash install.sh --browser`")
+
+
+def test_browser_generate_then_move_psi(app):
+    _need_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -266,3 +270,10 @@ def test_browser_generate_then_move_psi(app):
             assert "Traceback" not in page.content()
         finally:
             browser.close()
+
+
+def test_screenshot_for_the_readme(app, tmp_path):
+    _need_chromium()
+    path = demo.take_screenshot(app, tmp_path / "docs" / "demo.png")
+    img = Image.open(path)
+    assert img.width == 1280 and img.height >= 700 and path.stat().st_size < 400_000

@@ -595,7 +595,8 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     weights = _weights_path(path)
     meta = read_network_meta(weights)
     try:
-        G = Generator(NetworkConfig.from_dict(meta["network"]))
+        with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG untouched
+            G = Generator(NetworkConfig.from_dict(meta["network"]))
     except (KeyError, TypeError, ValueError) as e:
         raise NetworkError(f"{weights} has an invalid network config: {e}") from None
     state = load_file(str(weights))

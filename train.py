@@ -78,6 +78,7 @@ class TrainConfig:
     workers: int = 2
     network: dict = field(default_factory=dict)  # NetworkConfig as a dict
     max_images: int | None = None  # limit the data set size
+    cpu: bool = False  # train on the CPU even where a GPU is available
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -100,16 +101,17 @@ class Phase:
 def schedule(cur_nimg: int, cfg: TrainConfig) -> Phase:
     """Official progressive growing: train `stable_kimg` at a resolution, then fade the next one in over `fade_kimg`."""
     final = cfg.network["resolution"]
-    period = (cfg.stable_kimg + cfg.fade_kimg) * 1000
-    k = int(cur_nimg // period) if period > 0 else 0
+    stable, fade = round(cfg.stable_kimg * 1000), round(cfg.fade_kimg * 1000)  # integer images: no float drift
+    period = stable + fade
+    k = cur_nimg // period if period > 0 else 0
     into = cur_nimg - k * period
     res = cfg.start_res * 2**k
     if res >= final:  # fully grown: one last phase to the end
         return Phase(final, 1.0, cfg.batch_at(final), cfg.lr_at(final), None)
-    if into < cfg.stable_kimg * 1000:
-        return Phase(res, 1.0, cfg.batch_at(res), cfg.lr_at(res), int(k * period + cfg.stable_kimg * 1000))
-    alpha = (into - cfg.stable_kimg * 1000) / (cfg.fade_kimg * 1000)
-    return Phase(res * 2, alpha, cfg.batch_at(res * 2), cfg.lr_at(res * 2), int((k + 1) * period))
+    if into < stable:
+        return Phase(res, 1.0, cfg.batch_at(res), cfg.lr_at(res), k * period + stable)
+    alpha = (into - stable) / fade
+    return Phase(res * 2, alpha, cfg.batch_at(res * 2), cfg.lr_at(res * 2), (k + 1) * period)
 
 
 def _batch_at(self: TrainConfig, res: int) -> int:
@@ -235,7 +237,7 @@ def make_config(args) -> TrainConfig:
         setattr(cfg, k, copy.deepcopy(preset[k]))
     net = PRESETS[preset["network"]].to_dict()
     for k in ("kimg", "start_res", "fade_kimg", "stable_kimg", "gamma", "loss", "style_mixing", "ema_kimg",
-              "mixed_precision", "seed", "tick_kimg", "snap_kimg", "workers", "r1_interval", "max_images"):
+              "mixed_precision", "seed", "tick_kimg", "snap_kimg", "workers", "r1_interval", "max_images", "cpu"):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)
@@ -271,6 +273,11 @@ def make_config(args) -> TrainConfig:
     return cfg
 
 
+def use_cpu(cfg: TrainConfig) -> bool:
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    return cfg.cpu or not (torch.cuda.is_available() or mps)
+
+
 def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=print) -> dict:
     """Train from scratch or from the checkpoint `resume`; returns a summary (also for the tests)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
@@ -280,30 +287,33 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     import data as data_module
 
     accel = Accelerator(
+        cpu=use_cpu(cfg),  # Accelerate needs cpu=True to see a torchrun launch without GPUs as MULTI_CPU (gloo)
         mixed_precision=cfg.mixed_precision,
         # Progressive growing leaves the layers above the current resolution unused: DDP must expect that.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         log_with="tensorboard", project_dir=str(run_dir))
     rank, world, main = accel.process_index, accel.num_processes, accel.is_main_process
-    set_seed(cfg.seed, device_specific=True)  # seed + rank: every process draws its own latents
     device = accel.device
 
     dataset = data_module.make_dataset(cfg.data, cfg.network["resolution"], max_images=cfg.max_images)
     net_cfg = NetworkConfig.from_dict(cfg.network)
+    set_seed(cfg.seed)  # the same initial networks on every process, whatever their number
     G, D = Generator(net_cfg).train(), Discriminator(net_cfg).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    set_seed(cfg.seed, device_specific=True)  # then seed + rank: every process draws its own latents
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
     G, D, opt_G, opt_D = accel.prepare(G, D, opt_G, opt_D)
     G_ema.to(device)
     G_raw, D_raw = accel.unwrap_model(G), accel.unwrap_model(D)
 
-    cur_nimg, stats = 0, {"sec_per_kimg": {}}
+    cur_nimg, stats, opt_key = 0, {"sec_per_kimg": {}}, None  # opt_key: the phase the Adam states belong to
     if resume is not None:
         accel.load_state(str(resume))  # models (safetensors), optimizers and RNG states (weights-only loading)
         G_ema.load_state_dict(load_network(resume / "G_ema").state_dict())
         state = json.loads((resume / "state.json").read_text())
         cur_nimg, stats = state["cur_nimg"], state["stats"]
+        opt_key = tuple(state["phase_key"]) if state.get("phase_key") else None
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
@@ -313,7 +323,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     grid_z = seed_to_z(range(32), net_cfg.z_dim).to(device)
 
     total_nimg = int(cfg.kimg * 1000)
-    loader_it, phase_key, loader_gen = None, None, torch.Generator()
+    loader_it, loader_key, loader_gen = None, None, torch.Generator()
     tick_start_nimg, tick_start_time = cur_nimg, time.time()
     res_time = {}
     ema_beta_for = lambda batch: 0.5 ** (batch / max(cfg.ema_kimg * 1000, 1e-8))
@@ -334,7 +344,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
         accel.save_state(str(tmp))
         if main:
             save_network(G_ema, tmp / "G_ema")
-            (tmp / "state.json").write_text(json.dumps({"cur_nimg": cur_nimg, "stats": stats}) + "\n")
+            (tmp / "state.json").write_text(json.dumps({"cur_nimg": cur_nimg, "stats": stats, "phase_key": opt_key}) + "\n")
             dest = ckdir / f"ckpt-{cur_nimg:09d}"
             if dest.exists():
                 shutil.rmtree(dest)
@@ -350,7 +360,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
         with torch.no_grad():
             img = G_ema(grid_z, res=phase.res, alpha=phase.alpha, noise_mode="const")
         img = F.interpolate(img, size=net_cfg.resolution, mode="nearest")
-        grid = save_grid(to_uint8(img), run_dir / "samples" / f"fakes{cur_nimg // 1000:06d}.png", cols=8)
+        grid = save_grid(to_uint8(img), run_dir / "samples" / f"fakes-{cur_nimg:09d}.png", cols=8)
         accel.get_tracker("tensorboard").writer.add_image("fakes", grid, cur_nimg, dataformats="HWC")
 
     try:
@@ -358,11 +368,12 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
             phase = schedule(cur_nimg, cfg)
             if phase.batch % world:
                 raise UsageError(f"batch {phase.batch} at {phase.res}^2 does not split over {world} processes")
-            if phase.key != phase_key or loader_it is None:
-                if phase_key is not None and phase.key != phase_key:
-                    # The paper resets Adam whenever a resolution is added (start and end of each fade).
-                    for opt in (opt_G, opt_D):
-                        opt.optimizer.state.clear()
+            if opt_key is not None and phase.key != opt_key:
+                # The paper resets Adam whenever a resolution is added (start and end of each fade).
+                for opt in (opt_G, opt_D):
+                    opt.optimizer.state.clear()
+            opt_key = phase.key
+            if phase.key != loader_key or loader_it is None:
                 stop = min(phase.end_nimg or total_nimg, total_nimg)
                 stop = cur_nimg + math.ceil((stop - cur_nimg) / phase.batch) * phase.batch
                 loader_gen.manual_seed(cfg.seed * 7919 + cur_nimg)  # worker seeds: a function of cur_nimg too
@@ -370,7 +381,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
                     dataset, batch_size=phase.batch // world, sampler=StreamSampler(len(dataset), cfg.seed, cur_nimg, stop),
                     num_workers=cfg.workers, drop_last=True, generator=loader_gen,
                     persistent_workers=False, pin_memory=device.type == "cuda")
-                loader_it, phase_key = iter(accel.prepare_data_loader(loader, device_placement=True)), phase.key
+                loader_it, loader_key = iter(accel.prepare_data_loader(loader, device_placement=True)), phase.key
             try:
                 real_u8, _labels = next(loader_it)
             except StopIteration:
@@ -525,6 +536,7 @@ def parse_args(argv=None):
     p.add_argument("--no-noise", dest="no_noise", action="store_true", default=None, help="no per-layer noise inputs")
     p.add_argument("--mixed-precision", dest="mixed_precision", choices=["no", "bf16", "fp16"])
     p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--cpu", action="store_true", default=None, help="train on the CPU even if a GPU is available")
     p.add_argument("--tick-kimg", dest="tick_kimg", type=float, help="status line and sample grid every N kimg")
     p.add_argument("--snap-kimg", dest="snap_kimg", type=float, help="checkpoint and network every N kimg")
     p.add_argument("--workers", type=int, help="DataLoader worker processes (default 2)")
@@ -555,7 +567,7 @@ def main(argv=None):
             run_dir, ckpt = None, None
             from accelerate import PartialState
 
-            state = PartialState()
+            state = PartialState(cpu=use_cpu(cfg))
             if state.is_main_process:
                 run_dir = next_run_dir(Path(args.outdir), name)
                 run_dir.mkdir(parents=True, exist_ok=False)
@@ -565,8 +577,11 @@ def main(argv=None):
         raise UsageError(str(e)) from None
     except FloatingPointError as e:
         ck = latest_checkpoint(run_dir) if run_dir else None
+        if ck is None:
+            raise UsageError(f"{e}: training stopped before its first checkpoint; start again with a lower --lr "
+                             "or a higher --gamma") from None
         raise UsageError(f"{e}: training stopped; the last good checkpoint is {ck}. Resume with --resume {run_dir} "
-                         "after lowering --lr or raising --gamma") from None
+                         "(add --lr or --gamma to a new run if it happens again)") from None
     return summary
 
 

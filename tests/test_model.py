@@ -157,6 +157,10 @@ def test_save_load_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(G(z, noise_mode="const"), H(z, noise_mode="const"))
     assert torch.equal(load_network(tmp_path / "net" / "model.safetensors").w_avg, G.w_avg)
+    # loading leaves the global RNG alone (a resumed training run depends on it)
+    state = torch.get_rng_state()
+    load_network(tmp_path / "net")
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_invalid_network_files_give_one_line_errors(tmp_path):

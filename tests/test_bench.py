@@ -25,6 +25,7 @@ def positive(x) -> bool:
 
 def test_peak_and_bandwidth_are_measured():
     p = bench.peak_flops(torch.device("cpu"), torch.float32, size=128, min_time=0.01)
+    assert len(p["all"]) == 3  # one matmul, one conv in two layouts
     assert positive(p["matmul"]) and positive(p["conv"]) and p["peak"] == max(p["matmul"], p["conv"])
     assert positive(bench.memory_bandwidth(torch.device("cpu"), mbytes=4, min_time=0.01))
 

@@ -1,0 +1,158 @@
+"""ablation.py: the verdict logic on made-up numbers, and a real --quick run that resumes without retraining."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+import ablation
+from common import UsageError
+from conftest import ROOT
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Verdicts on synthetic numbers
+
+
+def test_verdict_one_seed_has_no_spread():
+    v = ablation.verdict([1.0], [2.0])
+    assert v["holds"] is True and v["beyond_spread"] is None and "one seed" in v["text"]
+    v = ablation.verdict([3.0], [2.0])
+    assert v["holds"] is False and v["text"].startswith("NOT reproduced")
+
+
+def test_verdict_against_the_seed_spread():
+    # means 1 and 2; stds 0.1 each: the gap 1 exceeds sqrt(0.01 + 0.01) = 0.14
+    v = ablation.verdict([0.9, 1.0, 1.1], [1.9, 2.0, 2.1])
+    assert v["holds"] and v["beyond_spread"] is True and "beyond" in v["text"]
+    # means 1 and 1.2; stds 1: in the paper's order but inside the spread
+    v = ablation.verdict([0.0, 1.0, 2.0], [0.2, 1.2, 2.2])
+    assert v["holds"] and v["beyond_spread"] is False and "within" in v["text"]
+    # reversed and beyond the spread
+    v = ablation.verdict([5.0, 5.1], [1.0, 1.1])
+    assert v["holds"] is False and v["beyond_spread"] is True
+
+
+def test_verdict_missing_or_nonfinite():
+    assert ablation.verdict([], [1.0])["holds"] is None
+    assert ablation.verdict([math.nan], [1.0])["text"] == "not measured"
+    assert ablation.mean_std([2.0, None, math.inf, 4.0]) == (3.0, math.sqrt(2.0))
+
+
+def _rec(variant, seed, **values):
+    return {"variant": variant, "seed": seed, **values}
+
+
+def test_orderings_read_each_row_in_its_own_space():
+    # trad and map0 are read in Z, everything else in W: put the opposite answer in the other space to catch a mix-up
+    runs = {
+        "trad": [_rec("trad", 0, ls_z=10.0, ls_w=1.0, ppl_zfull=400.0, ppl_zend=400.0)],
+        "map0": [_rec("map0", 0, ls_z=9.0, ls_w=0.5, ppl_zfull=300.0, ppl_zend=300.0)],
+        "D": [_rec("D", s, ppl_wfull=450.0 + s, ppl_wend=380.0 + s, ppl_zfull=1.0, ls_w=3.6) for s in range(3)],
+        "E": [_rec("E", s, ppl_wfull=200.0 + s, ppl_wend=160.0 + s, ppl_zfull=900.0, ls_w=3.5) for s in range(3)],
+        "F": [_rec("F", s, ppl_wfull=150.0 + 100 * s, ppl_wend=150.0 + s, ls_w=3.8, ls_z=99.0) for s in range(3)],
+    }
+    by = {(o["metric"], o["a"], o["b"]): o for o in ablation.orderings(runs)}
+    assert by[("sep", "F", "trad")]["holds"] and by[("sep", "F", "trad")]["beyond_spread"] is None  # 3.8 < 10
+    assert by[("sep", "F", "map0")]["ours"] == pytest.approx((3.8, 9.0))
+    assert by[("ppl_full", "E", "D")]["holds"] and by[("ppl_full", "E", "D")]["beyond_spread"] is True
+    # E 201 +- 1 vs F 250 +- 100: the paper's order, within the spread
+    assert by[("ppl_full", "E", "F")]["holds"] and by[("ppl_full", "E", "F")]["beyond_spread"] is False
+    # E end 161 vs F end 151: the paper says E < F, ours says otherwise
+    assert by[("ppl_end", "E", "F")]["holds"] is False
+    assert by[("ppl_full", "F", "trad")]["holds"] and by[("ppl_end", "F", "map0")]["holds"]
+    assert len(by) == len(ablation.ORDERINGS)
+
+
+def test_table_rows_mean_and_std_over_seeds():
+    runs = {"E": [_rec("E", 0, fid=10.0, ppl_wfull=1.0, ppl_wend=2.0, ls_z=5.0, ls_w=3.0, train_seconds=10,
+                       metric_seconds={"fid": 1.0}),
+                  _rec("E", 1, fid=12.0, ppl_wfull=3.0, ppl_wend=2.0, ls_z=5.0, ls_w=5.0, train_seconds=20,
+                       metric_seconds={"fid": 3.0})]}
+    (row,) = ablation.table_rows(runs, [ablation.BY_NAME["E"]])
+    assert row["seeds"] == 2 and row["ours_fid"] == 11.0 and row["ours_ppl_full"] == 2.0
+    assert row["ours_ppl_full_std"] == pytest.approx(math.sqrt(2)) and row["ours_ppl_end_std"] == 0.0
+    assert row["ours_sep"] == 4.0 and row["ls_z"] == 5.0 and row["paper_sep"] == 3.54
+    assert math.isnan(row["ppl_zfull"]) and row["train_seconds"] == 15 and row["metric_seconds"] == 2
+
+
+def test_variants_cover_the_papers_rows_once():
+    names = [v.name for v in ablation.VARIANTS]
+    assert len(set(names)) == len(names) == 8
+    args = {v.name: v.train_args for v in ablation.VARIANTS}
+    assert len(set(args.values())) == 8  # no two variants train the same configuration
+    assert "traditional" in args["trad"] and all(v.space == "w" for v in ablation.VARIANTS if v.name not in
+                                                  ("trad", "map0"))
+
+
+def test_bad_arguments():
+    with pytest.raises(SystemExit):
+        ablation.parse_args(["--variants", "F,nope"])
+    with pytest.raises(SystemExit):
+        ablation.parse_args(["--seeds", "0"])
+    args = ablation.parse_args(["--variants", "F,trad"])
+    assert [v.name for v in args.variants] == ["trad", "F"]  # the table's order
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The --quick run, twice
+
+
+def _run(outdir, env):
+    return subprocess.run([sys.executable, str(ROOT / "ablation.py"), "--quick", "--outdir", str(outdir)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_quick_run_writes_results_and_resumes(tmp_path):
+    outdir = tmp_path / "abl"
+    env = {**os.environ, "STYLEGAN_CACHE": str(tmp_path / "cache"), "HF_DATASETS_OFFLINE": "1",
+           "HF_HUB_OFFLINE": "1"}
+    start = time.time()
+    first = _run(outdir, env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "8 run(s) done now, 0 finished earlier" in first.stdout
+
+    with open(outdir / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["variant"] for r in rows] == [v.name for v in ablation.VARIANTS]
+    for r in rows:
+        assert r["seeds"] == "1"
+        for k in ("ours_fid", "ours_ppl_full", "ours_ppl_end", "ours_sep", "ls_z", "ls_w"):
+            assert math.isfinite(float(r[k])) and float(r[k]) >= 0, (r["variant"], k, r[k])
+    md = (outdir / "results.md").read_text()
+    assert md.count("\n| trad |") == 2 and "## What reproduces" in md and "--quick" in md
+    assert sum(line.startswith("| ") and ("reproduced" in line) for line in md.splitlines()) == len(ablation.ORDERINGS)
+    with Image.open(outdir / "ablation.png") as im:
+        assert im.size[0] > 400 and im.size[1] > 300
+    for name in ("results.md", "results.csv", "ablation.png"):  # --quick writes beside its runs, never into docs/
+        assert not (ROOT / "docs" / name).exists() or (ROOT / "docs" / name).stat().st_mtime < start
+
+    # Second run: F lost its metrics (as if interrupted after training). Nothing is trained again; only F is measured.
+    networks = {p: p.stat().st_mtime_ns for p in [*outdir.glob("*-seed0/network/model.safetensors"),
+                                                  *outdir.glob("*-seed0/train.json")]}
+    assert len(networks) == 16
+    kept = json.loads((outdir / "E-seed0" / "ablation.json").read_text())
+    (outdir / "F-seed0" / "ablation.json").unlink()
+    second = _run(outdir, env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("skip ") == 7 and "done  F " in second.stdout
+    assert "1 run(s) done now, 7 finished earlier" in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in networks} == networks  # nothing was trained again
+    assert json.loads((outdir / "E-seed0" / "ablation.json").read_text()) == kept
+    assert (outdir / "F-seed0" / "ablation.json").is_file()
+
+
+def test_finished_run_with_other_settings_is_refused(tmp_path):
+    folder = tmp_path / "E-seed0"
+    folder.mkdir()
+    (folder / "ablation.json").write_text(json.dumps({"settings": {"train_args": ["--kimg", "1"]}, "seed": 0}))
+    size = ablation.SIZES["quick"]
+    with pytest.raises(UsageError, match="other settings"):
+        ablation.run_variant(ablation.BY_NAME["E"], 0, size, tmp_path, shared=None, log=lambda s: None)
+    assert ablation.collect(tmp_path, [ablation.BY_NAME["E"]], size) == {"E": []}

@@ -450,8 +450,10 @@ def main(argv=None):
         for seed in range(args.seeds):
             _, ran = run_variant(v, seed, size, outdir, shared)
             trained += ran
-    runs = collect(outdir, args.variants, size)
-    rows = table_rows(runs, args.variants)
+    # The table shows every variant finished in outdir, not only this command's: adding seeds to a few keeps the rest.
+    runs = collect(outdir, VARIANTS, size)
+    shown = [v for v in VARIANTS if v in args.variants or runs[v.name]]
+    rows = table_rows(runs, shown)
     command = "python ablation.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     write_csv(rows, docs / "results.csv")
     write_markdown(rows, orderings(runs), docs / "results.md", command.strip(), time.time() - start, size_name, size)

@@ -147,6 +147,20 @@ def test_quick_run_writes_results_and_resumes(tmp_path):
     assert json.loads((outdir / "E-seed0" / "ablation.json").read_text()) == kept
     assert (outdir / "F-seed0" / "ablation.json").is_file()
 
+    # Adding a seed to one variant keeps every other variant in the table.
+    (outdir / "E-seed1").mkdir()
+    (outdir / "E-seed1" / "ablation.json").write_text(json.dumps({**kept, "seed": 1, "ls_w": kept["ls_w"] + 1.0,
+                                                                 "settings": ablation.run_settings(
+                                                                     ablation.BY_NAME["E"], 1, ablation.SIZES["quick"])}))
+    third = subprocess.run([sys.executable, str(ROOT / "ablation.py"), "--quick", "--outdir", str(outdir), "--variants",
+                            "E", "--seeds", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-3000:]
+    with open(outdir / "results.csv") as f:
+        rows = {r["variant"]: r for r in csv.DictReader(f)}
+    assert len(rows) == 8 and rows["E"]["seeds"] == "2" and rows["F"]["seeds"] == "1"
+    assert float(rows["E"]["ours_sep"]) == pytest.approx(kept["ls_w"] + 0.5)
+    assert float(rows["E"]["ours_sep_std"]) == pytest.approx(math.sqrt(0.5))
+
 
 def test_finished_run_with_other_settings_is_refused(tmp_path):
     folder = tmp_path / "E-seed0"

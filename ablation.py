@@ -85,14 +85,14 @@ ORDERINGS = [
 ]
 
 # Sizes. default: 16x16 grown from 8x8, the cpu preset's narrow network (z, w 128; 128 channels), sized so that the
-# eight variants with one seed take about an hour on 2 CPU cores; metric sample counts far below the paper's
+# eight variants with one seed take about 40 minutes on 2 idle CPU cores; metric sample counts far below the paper's
 # (FID 50k, PPL 100k pairs, separability 200k), the same for every variant so that they compare. The cpu preset's
 # EMA ramp-up (half-life capped at 5% of the images seen) keeps the EMA generator of such short runs trained.
 SIZES = {
     "default": dict(train=["--resolution", "16", "--start-res", "8", "--stable-kimg", "4", "--fade-kimg", "4",
-                           "--kimg", "14", "--batch", "32", "--tick-kimg", "2", "--snap-kimg", "4",
+                           "--kimg", "10", "--batch", "32", "--tick-kimg", "2", "--snap-kimg", "4",
                            "--workers", "1"],
-                    data="synthetic", fid=1000, ppl=2000, ls=5000, classifier={}, pixel_fid=False),
+                    data="synthetic", fid=1000, ppl=1000, ls=5000, classifier={}, pixel_fid=False),
     # quick: the tests' tiny network (z, w 32; 32 channels) for a few hundred images.
     "quick": dict(train=["--resolution", "16", "--start-res", "8", "--stable-kimg", "0.016", "--fade-kimg", "0.016",
                          "--kimg", "0.064", "--batch", "16", "--tick-kimg", "0.064",
@@ -412,7 +412,7 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="variants: " + ", ".join(f"{v.name} ({v.label})" for v in VARIANTS) + "\n\n"
                "examples:\n"
-               "  python ablation.py                                   # all variants, one seed, ~1 h on 2 CPU cores\n"
+               "  python ablation.py                                   # all variants, one seed, ~40 min on 2 CPU cores\n"
                "  python ablation.py --seeds 3 --variants D,E,mix50,F  # add seeds where differences are small\n"
                "  python ablation.py --quick --outdir /tmp/abl         # smoke run, outputs in /tmp/abl\n")
     p.add_argument("--variants", default=",".join(v.name for v in VARIANTS), help="comma-separated subset")

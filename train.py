@@ -83,6 +83,7 @@ class TrainConfig:
     network: dict = field(default_factory=dict)  # NetworkConfig as a dict
     max_images: int | None = None  # limit the data set size
     cpu: bool = False  # train on the CPU even where a GPU is available
+    channels_last: bool = True  # NHWC memory layout: the same maths, faster convolutions (docs/benchmarks.md)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -242,7 +243,7 @@ def make_config(args) -> TrainConfig:
     net = PRESETS[preset["network"]].to_dict()
     for k in ("kimg", "start_res", "fade_kimg", "stable_kimg", "gamma", "loss", "style_mixing", "ema_kimg",
               "mixed_precision", "seed", "tick_kimg", "snap_kimg", "workers", "r1_interval", "max_images", "cpu",
-              "ema_rampup"):
+              "ema_rampup", "channels_last"):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)
@@ -303,7 +304,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     dataset = data_module.make_dataset(cfg.data, cfg.network["resolution"], max_images=cfg.max_images)
     net_cfg = NetworkConfig.from_dict(cfg.network)
     set_seed(cfg.seed)  # the same initial networks on every process, whatever their number
-    G, D = Generator(net_cfg).train(), Discriminator(net_cfg).train()
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    G, D = Generator(net_cfg).train().to(memory_format=layout), Discriminator(net_cfg).train().to(memory_format=layout)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     set_seed(cfg.seed, device_specific=True)  # then seed + rank: every process draws its own latents
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
@@ -403,7 +405,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
                 for group in opt.param_groups:
                     group["lr"] = phase.lr
             b = real_u8.shape[0]
-            real = prepare_reals(real_u8.to(device), phase, cfg.mirror)
+            real = prepare_reals(real_u8.to(device), phase, cfg.mirror).contiguous(memory_format=layout)
             t0 = time.time()
 
             # ---- Discriminator step: loss on fakes and reals, with R1 (or the WGAN-GP penalty)
@@ -549,6 +551,8 @@ def parse_args(argv=None):
     p.add_argument("--mixed-precision", dest="mixed_precision", choices=["no", "bf16", "fp16"])
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--cpu", action="store_true", default=None, help="train on the CPU even if a GPU is available")
+    p.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory layout (default on: same maths, faster)")
     p.add_argument("--tick-kimg", dest="tick_kimg", type=float, help="status line and sample grid every N kimg")
     p.add_argument("--snap-kimg", dest="snap_kimg", type=float, help="checkpoint and network every N kimg")
     p.add_argument("--workers", type=int, help="DataLoader worker processes (default 2)")

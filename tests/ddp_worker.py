@@ -2,6 +2,7 @@
 what the test compares (a digest of its weights, a fingerprint of its first batch) to OUT/rank<i>.json."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from test_train import tiny_config  # noqa: E402
 
 run_dir, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
 summary = train.train(tiny_config(kimg=0.096), run_dir)
+# Accelerate must see the processes torchrun started (it needs cpu=True for that without GPUs).
+assert summary["world"] == int(os.environ["WORLD_SIZE"]), (summary["world"], os.environ["WORLD_SIZE"])
 digest = lambda state: sum(float(v.double().sum()) * (i + 1) for i, v in enumerate(state.values()))
 (out_dir / f"rank{summary['rank']}.json").write_text(json.dumps(
     {"G": digest(summary["G"]), "G_ema": digest(summary["G_ema"]), "first_batch": summary["first_batch"],

@@ -19,9 +19,8 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -606,7 +605,7 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
                            "unexpected tensors")
     try:
         G.load_state_dict(state)
-    except RuntimeError as e:
+    except RuntimeError:
         raise NetworkError(f"{weights} does not match its config (tensor shapes differ)") from None
     G.meta = meta
     return G.eval().requires_grad_(False).to(device)

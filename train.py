@@ -20,7 +20,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,8 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from common import RUNS_DIR, UsageError, run_cli, to_uint8
-from model import (PRESETS, Discriminator, Generator, NetworkConfig, NetworkError, load_network, save_network,
-                   seed_to_z)
+from model import PRESETS, Discriminator, Generator, NetworkConfig, load_network, save_network, seed_to_z
 
 # ----------------------------------------------------------------------------------------------------------------
 # Training presets. Batch sizes are global (summed over processes); learning rates per resolution (paper, App. C).
@@ -86,6 +84,13 @@ class TrainConfig:
     cpu: bool = False  # train on the CPU even where a GPU is available
     channels_last: bool = True  # NHWC memory layout: the same maths, faster convolutions (docs/benchmarks.md)
 
+    def batch_at(self, res: int) -> int:
+        """Global minibatch at a resolution (JSON round trips turn the keys into strings)."""
+        return int(self.batch.get(res, self.batch.get(str(res), min(self.batch.values(), default=32))))
+
+    def lr_at(self, res: int) -> float:
+        return float(self.lr.get(res, self.lr.get(str(res), self.base_lr)))
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Schedule: a pure function of images seen
@@ -120,15 +125,6 @@ def schedule(cur_nimg: int, cfg: TrainConfig) -> Phase:
     return Phase(res * 2, alpha, cfg.batch_at(res * 2), cfg.lr_at(res * 2), (k + 1) * period)
 
 
-def _batch_at(self: TrainConfig, res: int) -> int:
-    return int(self.batch.get(res, self.batch.get(str(res), min(self.batch.values(), default=32))))
-
-
-def _lr_at(self: TrainConfig, res: int) -> float:
-    return float(self.lr.get(res, self.lr.get(str(res), self.base_lr)))
-
-
-TrainConfig.batch_at, TrainConfig.lr_at = _batch_at, _lr_at
 
 
 # ----------------------------------------------------------------------------------------------------------------

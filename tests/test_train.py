@@ -124,11 +124,25 @@ def test_cli_on_a_folder_of_pngs(tmp_path):
     out = tmp_path / "runs"
     proc = subprocess.run([sys.executable, "train.py", "--data", str(folder), "--resolution", "8", "--kimg", "0.064",
                            "--batch", "8", "--workers", "0", "--outdir", str(out), "--tick-kimg", "0.032",
-                           "--snap-kimg", "0.064"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--snap-kimg", "0.064"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # what `accelerate launch` exports by default
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "sec/kimg per resolution" in proc.stdout
+    # ...and the trainer still uses every core it may (a single process here)
+    assert f"{len(os.sched_getaffinity(0))} CPU threads per process" in proc.stdout, proc.stdout[-500:]
     run = next(out.iterdir())
     assert run.name.startswith("00000-imgs-8") and (run / "network" / "model.safetensors").is_file()
+
+
+def test_cpu_threads_share_the_cores_among_local_processes(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert train.cpu_threads() == cores
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))  # more processes than cores: one thread each
+    assert train.cpu_threads() == 1
+    assert train.cpu_threads(3) == 3  # --threads wins
+    with pytest.raises(UsageError, match="--threads"):
+        train.cpu_threads(-1)
 
 
 def test_cli_bad_input_is_one_line(tmp_path):

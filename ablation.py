@@ -84,7 +84,7 @@ ORDERINGS = [
     ("mixing regularization 90% costs a little path length (E vs F, end)", "ppl_end", "E", "F"),
 ]
 
-# Sizes. default: 16x16 grown from 8x8, the cpu preset's narrow network (z, w 128; 128 channels), sized so that the
+# Sizes. default: 16x16 grown from 8x8, a narrow network (z, w 128; 128 channels), sized so that the
 # eight variants with one seed take about 40 minutes on 2 idle CPU cores; metric sample counts far below the paper's
 # (FID 50k, PPL 100k pairs, separability 200k), the same for every variant so that they compare. The cpu preset's
 # EMA ramp-up (half-life capped at 5% of the images seen) keeps the EMA generator of such short runs trained.
@@ -92,6 +92,8 @@ SIZES = {
     "default": dict(train=["--resolution", "16", "--start-res", "8", "--stable-kimg", "4", "--fade-kimg", "4",
                            "--kimg", "10", "--batch", "32", "--tick-kimg", "2", "--snap-kimg", "4",
                            "--workers", "1"],
+                    # the widths pinned here, so that the experiment stays the same when the cpu preset changes
+                    network=dict(z_dim=128, w_dim=128, mapping_width=128, channel_base=2048, channel_max=128),
                     data="synthetic", fid=1000, ppl=1000, ls=5000, classifier={}, pixel_fid=False),
     # quick: the tests' tiny network (z, w 32; 32 channels) for a few hundred images.
     "quick": dict(train=["--resolution", "16", "--start-res", "8", "--stable-kimg", "0.016", "--fade-kimg", "0.016",
@@ -225,7 +227,7 @@ def run_variant(variant: Variant, seed: int, size: dict, outdir: Path, shared: S
     train_json = folder / "train.json"
     if not train_json.is_file():
         cfg = train.make_config(train.parse_args(settings["train_args"]))
-        cfg.network.update(settings["network"])  # --quick narrows the network (train.py has presets, no widths)
+        cfg.network.update(settings["network"])  # the size pins its widths (train.py has presets, no width flags)
         resume = train.latest_checkpoint(folder) if folder.is_dir() else None
         t0 = time.time()
         summary = train.train(cfg, folder, resume=resume, log_fn=lambda s: None)
@@ -327,8 +329,8 @@ def write_markdown(rows, verdicts, path: Path, command: str, wall_s: float, size
         f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} UTC; wall time of this invocation "
         f"{wall_s / 60:.1f} min; the runs' own training and metric time, summed over variants and seeds, "
         f"{compute_s / 60:.1f} min.  ",
-        f"Size `{size_name}`: train.py {' '.join(size['train'])} on `{size['data']}`, the cpu preset network"
-        + (f" narrowed to {size['network']}" if size.get("network") else " (z, w 128; 128 channels)")
+        f"Size `{size_name}`: train.py {' '.join(size['train'])} on `{size['data']}`, the cpu preset's layout with "
+        + ", ".join(f"{k} {v}" for k, v in size.get("network", {}).items())
         + f". Metrics: FID {size['fid']} images, PPL {size['ppl']} pairs, separability "
         f"{size['ls']} images (paper: 50 k, 100 k, 200 k), metric seed {METRIC_SEED} for every run."
         + (" FID here is on 8x8 pixels, not Inception features (--quick)." if size["pixel_fid"] else ""),

@@ -84,10 +84,10 @@ ORDERINGS = [
     ("mixing regularization 90% costs a little path length (E vs F, end)", "ppl_end", "E", "F"),
 ]
 
-# Sizes. default: 16x16 grown from 8x8, a narrow network (z, w 128; 128 channels), sized so that the
-# eight variants with one seed take about 40 minutes on 2 idle CPU cores; metric sample counts far below the paper's
-# (FID 50k, PPL 100k pairs, separability 200k), the same for every variant so that they compare. The cpu preset's
-# EMA ramp-up (half-life capped at 5% of the images seen) keeps the EMA generator of such short runs trained.
+# Sizes. default: 16x16 grown from 8x8, a narrow network (z, w 128; 128 channels), sized so that the eight
+# variants with one seed take about 55 minutes on 2 idle CPU cores (56 measured); metric sample counts far below the
+# paper's (FID 50k, PPL 100k pairs, separability 200k), the same for every variant so that they compare. The cpu
+# preset's EMA ramp-up (half-life capped at 5% of the images seen) keeps the EMA generator of such short runs trained.
 SIZES = {
     "default": dict(train=["--resolution", "16", "--start-res", "8", "--stable-kimg", "4", "--fade-kimg", "4",
                            "--kimg", "10", "--batch", "32", "--tick-kimg", "2", "--snap-kimg", "4",
@@ -414,7 +414,7 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="variants: " + ", ".join(f"{v.name} ({v.label})" for v in VARIANTS) + "\n\n"
                "examples:\n"
-               "  python ablation.py                                   # all variants, one seed, ~40 min on 2 CPU cores\n"
+               "  python ablation.py                                   # all variants, one seed, ~55 min on 2 CPU cores\n"
                "  python ablation.py --seeds 3 --variants D,E,mix50,F  # add seeds where differences are small\n"
                "  python ablation.py --quick --outdir /tmp/abl         # smoke run, outputs in /tmp/abl\n")
     p.add_argument("--variants", default=",".join(v.name for v in VARIANTS), help="comma-separated subset")

@@ -47,7 +47,7 @@ TRAIN_PRESETS = {
     # on 2 idle cores, see the README).
     "cpu": dict(network="cpu", start_res=8, fade_kimg=12, stable_kimg=12, kimg=60, batch={8: 32, 16: 32, 32: 32},
                 lr={}, base_lr=0.002, gamma=1.0, mirror=False, tick_kimg=2, snap_kimg=8,
-                # Our departure for short runs: a 10k-image EMA half-life would leave the EMA of a 40k-image run mostly
+                # Our departure for short runs: a 10k-image EMA half-life would leave the EMA of a 60k-image run mostly
                 # random init. StyleGAN2-ADA's ramp-up caps the half-life at 5% of the images seen so far.
                 ema_rampup=0.05),
 }

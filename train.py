@@ -68,6 +68,7 @@ class TrainConfig:
     loss: str = "logistic"  # "logistic" (non-saturating + R1) or "wgangp" (WGAN-GP, as for CelebA-HQ)
     gamma: float = 10.0  # R1 weight (logistic) or gradient-penalty weight lambda (wgangp)
     r1_interval: int = 1  # 1 = R1 every step, as the paper; k > 1 = lazy regularization (StyleGAN2), an option
+    r1_scaling: str = "official"  # "official": gamma * (res / final)^2 while growing (see r1_weight); "plain": gamma
     style_mixing: float = 0.9  # probability of mixing regularization (paper Sec. 3.1)
     ema_kimg: float = 10.0  # generator EMA half-life in thousands of images (paper: 10k)
     ema_rampup: float | None = None  # cap the half-life at this fraction of images seen (StyleGAN2-ADA); None = paper
@@ -90,6 +91,15 @@ class TrainConfig:
 
     def lr_at(self, res: int) -> float:
         return float(self.lr.get(res, self.lr.get(str(res), self.base_lr)))
+
+    def r1_weight(self, res: int) -> float:
+        """The R1 weight at a growing resolution. The official code tiles the reals up to the final resolution R
+        ('UpscaleLOD') and takes R1 with respect to those pixels; D averages them back down, so every gradient is
+        divided by f^2 (f = R / res) and each squared norm by f^2 (f^2 tiled copies of each pixel, each (1/f^2)^2).
+        R1 at `res` with gamma * (res / R)^2 is therefore the official penalty, without tiling."""
+        if self.r1_scaling == "plain":
+            return self.gamma
+        return self.gamma * (res / self.network["resolution"]) ** 2
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -239,8 +249,8 @@ def make_config(args) -> TrainConfig:
         setattr(cfg, k, copy.deepcopy(preset[k]))
     net = PRESETS[preset["network"]].to_dict()
     for k in ("kimg", "start_res", "fade_kimg", "stable_kimg", "gamma", "loss", "style_mixing", "ema_kimg",
-              "mixed_precision", "seed", "tick_kimg", "snap_kimg", "workers", "r1_interval", "max_images", "cpu",
-              "ema_rampup", "channels_last"):
+              "mixed_precision", "seed", "tick_kimg", "snap_kimg", "workers", "r1_interval", "r1_scaling",
+              "max_images", "cpu", "ema_rampup", "channels_last"):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)
@@ -343,6 +353,16 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     loader_it, loader_key, loader_gen = None, None, torch.Generator()
     tick_start_nimg, tick_start_time = cur_nimg, time.time()
     res_time = {}
+
+    def mixing_args(batch: int, res: int) -> dict:
+        """Style-mixing regularization (paper Sec. 3.1) for one generator call: with probability `style_mixing`, a
+        second latent takes over from one crossover layer per minibatch, drawn among the layers in use."""
+        n_layers = G_raw.num_ws_at(res)
+        if cfg.style_mixing > 0 and torch.rand(()) < cfg.style_mixing and n_layers > 1:
+            return dict(mix_z=torch.randn(batch, net_cfg.z_dim, device=device),
+                        mix_layer=int(torch.randint(1, n_layers, ())))
+        return {}
+
     def ema_beta_for(batch: int) -> float:
         half_life = cfg.ema_kimg * 1000
         if cfg.ema_rampup:
@@ -375,7 +395,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
             for p in old[:-cfg.keep_checkpoints]:
                 shutil.rmtree(p, ignore_errors=True)
             save_network(G_ema, run_dir / "network", extra={"kimg": cur_nimg / 1000, "final": final,
-                                                          "data": cfg.data, "run": run_dir.name})
+                                                          "data": cfg.data, "run": run_dir.name,
+                                                          "preset": cfg.preset, "mirror": cfg.mirror})
         accel.wait_for_everyone()
 
     def snapshot_images(phase: Phase):
@@ -420,8 +441,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
 
             # ---- Discriminator step: loss on fakes and reals, with R1 (or the WGAN-GP penalty)
             D_raw.requires_grad_(True)
-            with torch.no_grad(), accel.autocast():
-                fake = G_raw(torch.randn(b, net_cfg.z_dim, device=device), res=phase.res, alpha=phase.alpha)
+            with torch.no_grad(), accel.autocast():  # the fakes D sees are mixed too, as in the official G_style
+                fake = G_raw(torch.randn(b, net_cfg.z_dim, device=device), res=phase.res, alpha=phase.alpha,
+                             **mixing_args(b, phase.res))
             do_r1 = cfg.loss == "logistic" and cfg.gamma > 0 and step % cfg.r1_interval == 0
             real.requires_grad_(do_r1)
             with accel.autocast():
@@ -431,7 +453,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
                     d_loss = d_logistic_loss(real_logits, fake_logits)
                     scale = accel.scaler.get_scale() if accel.scaler is not None else 1.0
                     pen = r1_penalty(real_logits, real, scale) if do_r1 else torch.zeros((), device=device)
-                    d_total = d_loss + pen * (cfg.gamma / 2) * cfg.r1_interval
+                    d_total = d_loss + pen * (cfg.r1_weight(phase.res) / 2) * cfg.r1_interval
                 else:  # WGAN-GP with epsilon drift 0.001 (ProGAN / the paper's CelebA-HQ runs)
                     d_loss = fake_logits.mean() - real_logits.mean()
                     pen = wgan_gp_penalty(D, real.detach(), fake.detach(), phase.res, phase.alpha)
@@ -445,13 +467,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
             # ---- Generator step: non-saturating loss, with style-mixing regularization
             D_raw.requires_grad_(False)
             z = torch.randn(b, net_cfg.z_dim, device=device)
-            n_layers = G_raw.num_ws_at(phase.res)
-            mix_z, mix_layer = None, None
-            if cfg.style_mixing > 0 and torch.rand(()) < cfg.style_mixing and n_layers > 1:
-                mix_z = torch.randn(b, net_cfg.z_dim, device=device)
-                mix_layer = int(torch.randint(1, n_layers, ()))  # one crossover per minibatch, as the official code
             with accel.autocast():
-                fake, w = G(z, res=phase.res, alpha=phase.alpha, mix_z=mix_z, mix_layer=mix_layer, return_w=True)
+                fake, w = G(z, res=phase.res, alpha=phase.alpha, return_w=True, **mixing_args(b, phase.res))
                 # D is called unwrapped here: its parameters need no gradient, so its DDP hooks must not fire.
                 g_loss = (g_nonsaturating_loss(D_raw(fake, res=phase.res, alpha=phase.alpha).float())
                           if cfg.loss == "logistic" else -D_raw(fake, res=phase.res, alpha=phase.alpha).float().mean())
@@ -551,6 +568,9 @@ def parse_args(argv=None):
     p.add_argument("--loss", choices=["logistic", "wgangp"], help="logistic + R1 (default) or WGAN-GP")
     p.add_argument("--gamma", type=float, help="R1 weight (logistic) or gradient-penalty lambda (wgangp)")
     p.add_argument("--r1-interval", dest="r1_interval", type=int, help="apply R1 every k steps (lazy; default 1)")
+    p.add_argument("--r1-scaling", dest="r1_scaling", choices=["official", "plain"],
+                   help="R1 weight while growing: official = gamma * (res / final)^2, as NVIDIA's code (default); "
+                        "plain = gamma at every resolution")
     p.add_argument("--style-mixing", dest="style_mixing", type=float, help="mixing-regularization probability (0.9)")
     p.add_argument("--ema-kimg", dest="ema_kimg", type=float, help="generator EMA half-life in kimg (10)")
     p.add_argument("--ema-rampup", dest="ema_rampup", type=float,

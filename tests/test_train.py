@@ -8,12 +8,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import train
 from common import UsageError
 from conftest import ROOT, TINY
-from model import Discriminator, load_network
+from model import Discriminator, Generator, load_network
 
 
 def tiny_config(**overrides) -> train.TrainConfig:
@@ -56,6 +57,43 @@ def test_r1_under_bf16_autocast_close_to_fp32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = train.r1_penalty(D(x).float(), x)
     assert torch.isfinite(low) and abs(low.item() - ref.item()) / ref.item() < 0.1
+
+
+@pytest.mark.parametrize("res,alpha", [(4, 1.0), (8, 0.3), (8, 1.0), (16, 0.6), (16, 1.0)])
+def test_r1_weight_equals_the_official_penalty_on_tiled_reals(res, alpha):
+    """The official trainer tiles the reals up to the final resolution and takes R1 on those pixels; its D averages
+    them back down. Our R1 at `res` with `r1_weight(res)` must equal that penalty times gamma."""
+    torch.manual_seed(res)
+    D, cfg = Discriminator(TINY), tiny_config(gamma=10.0)
+    f = TINY.resolution // res
+    x = torch.randn(4, 3, res, res)
+    full = x.repeat_interleave(f, 2).repeat_interleave(f, 3).requires_grad_(True)  # "UpscaleLOD"
+    official = train.r1_penalty(D(F.avg_pool2d(full, f) if f > 1 else full, res=res, alpha=alpha), full)
+    x.requires_grad_(True)
+    ours = train.r1_penalty(D(x, res=res, alpha=alpha), x)
+    assert official.item() > 0
+    assert (ours * cfg.r1_weight(res)).item() == pytest.approx((official * cfg.gamma).item(), rel=1e-4)
+    cfg.r1_scaling = "plain"
+    assert cfg.r1_weight(res) == cfg.gamma
+
+
+@pytest.mark.parametrize("prob", [1.0, 0.0])
+def test_style_mixing_reaches_the_fakes_that_D_sees(tmp_path, monkeypatch, prob):
+    """The official G mixes in every training call, D's fakes included (G_style, is_training=True)."""
+    calls = []
+    forward = Generator.forward
+
+    def recording(self, z, *args, **kwargs):
+        if kwargs.get("noise_mode", "random") == "random":  # training calls (sample grids use const noise)
+            calls.append((torch.is_grad_enabled(), kwargs.get("mix_z") is not None))
+        return forward(self, z, *args, **kwargs)
+
+    monkeypatch.setattr(Generator, "forward", recording)
+    train.train(tiny_config(kimg=0.064, style_mixing=prob), tmp_path / "run")
+    d_calls = [mixed for grad, mixed in calls if not grad]
+    g_calls = [mixed for grad, mixed in calls if grad]
+    assert len(d_calls) == len(g_calls) == 4  # 64 images in batches of 16
+    assert all(d_calls) and all(g_calls) if prob == 1.0 else not any(d_calls + g_calls)
 
 
 def test_prepare_reals_blends_across_the_fade():

@@ -50,7 +50,13 @@ INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid-helper-pytorc
 RESULTS_NAME = "metrics.json"
 
 # Per-metric random streams, so that PPL, FID and separability samples are independent for one --seed.
-STREAM_PPL, STREAM_FID, STREAM_LS = 1, 2, 3
+STREAM_PPL, STREAM_FID, STREAM_LS, STREAM_MIRROR = 1, 2, 3, 4
+
+# LinearSVC exactly as the official code ran it: scikit-learn 0.20's defaults, spelled out so that the score does
+# not move with scikit-learn's defaults (1.3 changed `dual`). random_state departs: 0, not None (numpy's global
+# state), so that a score is reproducible; it only orders the coordinate-descent updates.
+SVC_PARAMS = dict(penalty="l2", loss="squared_hinge", dual=True, tol=1e-4, C=1.0, multi_class="ovr",
+                  fit_intercept=True, intercept_scaling=1, class_weight=None, random_state=0, max_iter=1000)
 
 
 def cache_dir() -> Path:
@@ -406,15 +412,23 @@ def _gather_moments(m: _Moments, state) -> _Moments:
     return _Moments().merge(_gather([m], state))
 
 
+def mirror_reals(images: torch.Tensor, indices) -> torch.Tensor:
+    """Flip each real image horizontally with probability 1/2, as the official metrics do for a network trained
+    with mirroring (misc.apply_mirror_augment). The coin of image i is a pure function of i."""
+    flip = torch.tensor([sample_rng(0, STREAM_MIRROR, int(i)).random() < 0.5 for i in indices])
+    return torch.where(flip.view(-1, 1, 1, 1).to(images.device), images.flip(3), images)
+
+
 @torch.no_grad()
 def real_statistics(dataset, num: int, batch: int = 32, device="cpu", features: Callable | None = None,
-                    progress: bool = True, use_cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of Inception features of the first `num` images of `dataset` (all if fewer), cached as
-    <cache>/fid/<dataset.name>-<resolution>-<n>.npz. A custom `features` function bypasses the cache."""
+                    progress: bool = True, use_cache: bool = True, mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of Inception features of the first `num` images of `dataset` (all if fewer), half of
+    them mirrored if `mirror`, cached as <cache>/fid/<dataset.name>-<resolution>-<n>[-mirror].npz. A custom
+    `features` function bypasses the cache."""
     state = _process_state()
     n = min(num, len(dataset))
     first = dataset[0][0]
-    path = cache_dir() / "fid" / f"{_safe_name(dataset.name)}-{first.shape[-1]}-{n}.npz"
+    path = cache_dir() / "fid" / f"{_safe_name(dataset.name)}-{first.shape[-1]}-{n}{'-mirror' if mirror else ''}.npz"
     use_cache = use_cache and features is None
     if use_cache and path.is_file():
         with np.load(path, allow_pickle=False) as f:
@@ -425,7 +439,7 @@ def real_statistics(dataset, num: int, batch: int = 32, device="cpu", features: 
     with _progress(len(mine), "fid reals", progress and state.is_main_process) as bar:
         for idx in _batches(mine, batch):
             images = torch.stack([im for im, _ in _fetch(dataset, idx)]).to(device)
-            m.add(features(images))
+            m.add(features(mirror_reals(images, idx) if mirror else images))
             bar.update(len(idx))
     mu, sigma = _gather_moments(m, state).stats()
     if use_cache and state.is_main_process:
@@ -453,11 +467,26 @@ def fake_statistics(G, num: int, seed: int = 0, batch: int = 32, device=None, fe
     return _gather_moments(m, state).stats()
 
 
+def trained_with_mirror(G) -> bool:
+    """Whether the network was trained on mirrored reals (train.py records it in the network's metadata)."""
+    return bool(getattr(G, "meta", {}).get("mirror", False))
+
+
+def ppl_crop_default(G) -> bool:
+    """PPL's face crop: the official code always crops (it was written for FFHQ). Here it is on by default for the
+    FFHQ presets and for networks converted from NVIDIA's FFHQ files, and off elsewhere (the synthetic faces fill
+    the frame)."""
+    meta = getattr(G, "meta", {})
+    return str(meta.get("preset", "")).startswith("ffhq") or "ffhq" in str(meta.get("source", "")).lower()
+
+
 def fid(G, dataset, num: int = 50_000, seed: int = 0, batch: int = 32, device=None, features: Callable | None = None,
-        progress: bool = True) -> float:
-    """FID between `num` generated images and the first `num` images of `dataset` (cached statistics)."""
+        progress: bool = True, mirror: bool | None = None) -> float:
+    """FID between `num` generated images and the first `num` images of `dataset` (cached statistics). The reals are
+    mirrored when the network was trained with mirroring (`mirror=None` reads that from the network's metadata)."""
     device = device or _device_of(G)
-    mu_r, sigma_r = real_statistics(dataset, num, batch, device, features, progress)
+    mirror = trained_with_mirror(G) if mirror is None else mirror
+    mu_r, sigma_r = real_statistics(dataset, num, batch, device, features, progress, mirror=mirror)
     mu_f, sigma_f = fake_statistics(G, num, seed, batch, device, features, progress)
     return frechet_distance(mu_r, sigma_r, mu_f, sigma_f)
 
@@ -482,12 +511,12 @@ def separability_score(latents: np.ndarray, logits: np.ndarray, keep: float = 0.
     """exp(sum over attributes of H(Y|X)) and the per-attribute H (nats).
 
     Per attribute: Y = classifier label (logit > 0) with confidence max(softmax([l, -l])); keep the `keep` most
-    confident fraction; fit a linear SVM (sklearn LinearSVC, defaults) from the latents to Y and predict the same
+    confident fraction; fit a linear SVM (LinearSVC with SVC_PARAMS) from the latents to Y and predict the same
     points (X). Labels of one class only are predicted perfectly (H = 0), as the official code assumes."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
-    latents, logits = np.asarray(latents, np.float64), np.asarray(logits, np.float64)
+    latents, logits = np.asarray(latents, np.float32), np.asarray(logits, np.float64)  # float32, as the TF latents
     if logits.ndim == 1:
         logits = logits[:, None]
     n_keep = max(1, int(round(len(latents) * keep)))
@@ -501,7 +530,7 @@ def separability_score(latents: np.ndarray, logits: np.ndarray, keep: float = 0.
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                x = LinearSVC().fit(latents[kept], y).predict(latents[kept])
+                x = LinearSVC(**SVC_PARAMS).fit(latents[kept], y).predict(latents[kept])
         entropies.append(conditional_entropy(y, x))
     return float(np.exp(np.sum(entropies))), entropies
 
@@ -724,9 +753,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="random seed of the generated samples")
     parser.add_argument("--batch", type=int, default=32, help="samples (PPL: pairs) per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    parser.add_argument("--crop", action=argparse.BooleanOptionalAction, default=False,
-                        help="PPL: crop to FFHQ's face region as the official code does (default off: the "
-                             "synthetic faces fill the frame)")
+    parser.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,
+                        help="PPL: crop to FFHQ's face region as the official code does (default: on for FFHQ "
+                             "presets and NVIDIA's FFHQ networks, off otherwise)")
     args = parser.parse_args(argv)
 
     metrics = parse_metrics(args.metrics)
@@ -741,6 +770,7 @@ def main(argv=None):
     device = state.device if state.num_processes > 1 else pick_device(args.device)
     G = load_network(network, device)
     main_proc = state.is_main_process
+    crop = ppl_crop_default(G) if args.crop is None else args.crop
 
     rows, entries = [], {}
     common_info = {"seed": args.seed, "network": str(network)}
@@ -749,11 +779,11 @@ def main(argv=None):
         t0 = time.time()
         date = datetime.datetime.now().isoformat(timespec="seconds")
         if name in PPL_METRICS:
-            value = ppl(G, space=name[4], sampling=name[5:], num=num, seed=args.seed, crop=args.crop,
+            value = ppl(G, space=name[4], sampling=name[5:], num=num, seed=args.seed, crop=crop,
                         batch=args.batch, device=device, progress=main_proc)
             seconds = time.time() - t0
             entries[name] = {"value": value, "num": num, **common_info, "time_s": round(seconds, 2), "date": date,
-                             "epsilon": PPL_EPSILON, "crop": args.crop}
+                             "epsilon": PPL_EPSILON, "crop": crop}
             rows.append((name, value, seconds, num))
         elif name == "ls":
             try:
@@ -780,9 +810,12 @@ def main(argv=None):
                 dataset = data_module.make_dataset(args.data, resolution=G.cfg.resolution)
             except Exception as e:
                 _reraise_data_error(e)
-            value = fid(G, dataset, num=num, seed=args.seed, batch=args.batch, device=device, progress=main_proc)
+            mirror = trained_with_mirror(G)
+            value = fid(G, dataset, num=num, seed=args.seed, batch=args.batch, device=device, progress=main_proc,
+                        mirror=mirror)
             seconds = time.time() - t0
             entries[name] = {"value": value, "num": num, "num_real": min(num, len(dataset)), "data": dataset.name,
+                             "mirror": mirror,
                              **common_info, "time_s": round(seconds, 2), "date": date}
             rows.append((name, value, seconds, num))
 

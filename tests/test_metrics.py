@@ -273,6 +273,31 @@ def test_separability_perfect_and_independent():
     assert score == pytest.approx(math.exp(sum(h)))
 
 
+# LinearSVC's defaults in scikit-learn 0.20, the version of the official code (its metrics call LinearSVC()).
+SKLEARN_020_DEFAULTS = dict(penalty="l2", loss="squared_hinge", dual=True, tol=1e-4, C=1.0, multi_class="ovr",
+                            fit_intercept=True, intercept_scaling=1, class_weight=None, max_iter=1000)
+
+
+def test_separability_svc_is_pinned_to_the_official_defaults(monkeypatch):
+    from sklearn.svm import LinearSVC
+
+    seen = []
+
+    class Recording(LinearSVC):
+        def fit(self, X, y):
+            seen.append((self.get_params(), X.dtype))
+            return super().fit(X, y)
+
+    monkeypatch.setattr("sklearn.svm.LinearSVC", Recording)
+    rng = np.random.default_rng(0)
+    latents = rng.standard_normal((200, 4))  # float64 in, as w comes from a float64 caller
+    metrics.separability_score(latents, latents[:, :1] + 0.3 * rng.standard_normal((200, 1)))
+    assert len(seen) == 1
+    params, dtype = seen[0]
+    assert {k: params[k] for k in SKLEARN_020_DEFAULTS} == SKLEARN_020_DEFAULTS
+    assert params["random_state"] == 0 and dtype == np.float32
+
+
 def test_separability_entropy_matches_direct_svm():
     from sklearn.svm import LinearSVC
 
@@ -283,7 +308,8 @@ def test_separability_entropy_matches_direct_svm():
     for a in range(2):
         kept = np.argsort(-np.abs(logits[:, a]), kind="stable")[:300]
         y = (logits[kept, a] > 0).astype(int)
-        x = LinearSVC().fit(latents[kept], y).predict(latents[kept])
+        x = LinearSVC(**SKLEARN_020_DEFAULTS, random_state=0).fit(latents[kept].astype(np.float32), y).predict(
+            latents[kept].astype(np.float32))
         assert h[a] == pytest.approx(_h_direct(y, x), abs=1e-12)
         assert 0 < h[a] < math.log(2)
     assert score == pytest.approx(math.exp(sum(h)))
@@ -441,6 +467,40 @@ def test_inception_features_equal_fid_helper(fid_helper):
     ours = metrics.inception("cpu")(x).numpy()
     assert ours.shape == (3, 2048)
     np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)  # only resize coordinate rounding differs (~1e-5)
+
+
+def test_fid_mirrors_reals_when_the_network_was_trained_mirrored(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(64, 3, 8, 8, generator=g) * 255).to(torch.uint8)
+    flips = metrics.mirror_reals(images, range(64))
+    flipped = [not torch.equal(a, b) for a, b in zip(images, flips)]
+    assert 20 < sum(flipped) < 44  # about half, each either untouched or exactly mirrored
+    assert all(torch.equal(f, im.flip(2)) for f, im, x in zip(flips, images, flipped) if x)
+    assert torch.equal(metrics.mirror_reals(images[10:20], range(10, 20)), flips[10:20])  # a function of the index
+
+    seen = []
+    real_statistics = metrics.real_statistics
+
+    def recording(*args, mirror=False, **kwargs):
+        seen.append(mirror)
+        return real_statistics(*args, mirror=mirror, **kwargs)
+
+    monkeypatch.setattr(metrics, "real_statistics", recording)
+    G = make_tiny_generator()
+    reals = _Images(images[:16].repeat_interleave(2, 2).repeat_interleave(2, 3))
+    for meta, expected in (({"mirror": True}, True), ({"mirror": False}, False), ({}, False)):
+        G.meta = meta
+        metrics.fid(G, reals, num=16, batch=8, features=_pixel_features, progress=False)
+        assert seen[-1] is expected, meta
+
+
+def test_ppl_crop_default_follows_the_network():
+    G = make_tiny_generator()
+    for meta, expected in (({"preset": "ffhq256"}, True), ({"preset": "cpu"}, False), ({}, False),
+                           ({"source": "karras2019stylegan-ffhq-1024x1024.pkl"}, True),
+                           ({"source": "karras2019stylegan-cats-256x256.pkl"}, False)):
+        G.meta = meta
+        assert metrics.ppl_crop_default(G) is expected, meta
 
 
 def test_real_statistics_cached(monkeypatch):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import UsageError, pick_device, run_cli
+from common import ArgumentParser, UsageError, int_at_least, pick_device, run_cli
 
 
 @dataclass(frozen=True)
@@ -409,8 +409,8 @@ def plot(rows: list[dict], path: Path):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description="Train the paper's generator variants small and measure FID, PPL and separability.",
+    p = ArgumentParser(
+        prog="ablation.py", description="Train the paper's generator variants small and measure FID, PPL and separability.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="variants: " + ", ".join(f"{v.name} ({v.label})" for v in VARIANTS) + "\n\n"
                "examples:\n"
@@ -418,7 +418,7 @@ def parse_args(argv=None):
                "  python ablation.py --seeds 3 --variants D,E,mix50,F  # add seeds where differences are small\n"
                "  python ablation.py --quick --outdir /tmp/abl         # smoke run, outputs in /tmp/abl\n")
     p.add_argument("--variants", default=",".join(v.name for v in VARIANTS), help="comma-separated subset")
-    p.add_argument("--seeds", type=int, default=1, help="training seeds per variant, 0..K-1 (default 1)")
+    p.add_argument("--seeds", type=int_at_least(1), default=1, help="training seeds per variant, 0..K-1 (default 1)")
     p.add_argument("--outdir", default=None, help="run folders (default runs/ablation, --quick runs/ablation-quick)")
     p.add_argument("--docs", default=None, help="where results.md/.csv and ablation.png go (default docs/, "
                                                 "--quick: its --outdir)")
@@ -429,8 +429,6 @@ def parse_args(argv=None):
     bad = [n for n in names if n not in BY_NAME]
     if bad or not names:
         p.error(f"unknown variant(s) {', '.join(bad) or '(none)'}: choose from {', '.join(BY_NAME)}")
-    if args.seeds < 1:
-        p.error(f"--seeds must be at least 1, not {args.seeds}")
     args.variants = [v for v in VARIANTS if v.name in names]  # the table's order, whatever the command's
     return args
 

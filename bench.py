@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import UsageError, run_cli
+from common import ArgumentParser, UsageError, int_at_least, run_cli
 from model import PRESETS, Discriminator, Generator, NetworkConfig
 from train import TRAIN_PRESETS, TrainConfig, d_logistic_loss, g_nonsaturating_loss, r1_penalty, schedule
 
@@ -730,8 +730,8 @@ def append_results(path: Path, env: dict, bench: Bench, verdicts: list[str]) -> 
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description="Measure StyleGAN inference, training and metric throughput, memory and FLOP rate.",
+    p = ArgumentParser(
+        prog="bench.py", description="Measure StyleGAN inference, training and metric throughput, memory and FLOP rate.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python bench.py                     # all presets on the best device\n"
                "  python bench.py --preset cpu --quick\n  python bench.py --preset ffhq1024 --device cuda\n")
@@ -740,7 +740,7 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
     p.add_argument("--out", default="docs/benchmarks.md", help="results file to append to ('' to skip)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
+    p.add_argument("--threads", type=int_at_least(0), default=0, help="torch CPU threads (default: all cores)")
     return p.parse_args(argv)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import re
 import sys
 from pathlib import Path
@@ -16,6 +18,63 @@ RUNS_DIR = "runs"  # train.py's default --outdir
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2, no traceback."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse in the project's error style: a usage mistake is one line that names the flag, the problem and
+    where the fix is, with exit code 2 (through run_cli), instead of argparse's usage block."""
+
+    def error(self, message):
+        m = re.fullmatch(r"argument ([^:]+): (.*)", message, re.S)
+        if m:  # "argument --batch: must be at least 1, not 0" -> "--batch must be at least 1, not 0"
+            flag, detail = m.group(1).split("/")[0], m.group(2)
+            message = f"{flag} {detail}" if detail.startswith("must") else f"{flag}: {detail}"
+        raise UsageError(f"{message} (see python {self.prog} --help)")
+
+
+def _number(text: str, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {'a whole number' if kind is int else 'a number'}, not "
+                                         f"{text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
+def int_at_least(low: int, high: int | None = None):
+    """argparse type: a whole number >= low (and <= high if given)."""
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if value < low or (high is not None and value > high):
+            span = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {span}, not {value}")
+        return value
+    return parse
+
+
+def seed_type(text: str) -> int:
+    """argparse type: a random seed, 0 <= seed < 2**32 (numpy's RandomState range)."""
+    return int_at_least(0, 2**32 - 1)(text)
+
+
+def float_in(low: float = -math.inf, high: float = math.inf, low_open: bool = False):
+    """argparse type: a finite number in [low, high] (or (low, high] with low_open); nan and inf are refused."""
+    def parse(text: str) -> float:
+        value = _number(text, float)
+        if value < low or value > high or (low_open and value == low):
+            lo = f"above {low:g}" if low_open else f"at least {low:g}"
+            span = lo if high == math.inf else f"{'more than' if low_open else 'from'} {low:g} " \
+                f"{'and at most' if low_open else 'to'} {high:g}"
+            raise argparse.ArgumentTypeError(f"must be {span}, not {value:g}")
+        return value
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return float_in(0.0, low_open=True)(text)
 
 
 def fail(message: str, code: int = 2):

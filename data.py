@@ -840,11 +840,13 @@ def _bench(sizes=(32, 64, 256), seconds: float = 3.0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from common import ArgumentParser, int_at_least
+
+    parser = ArgumentParser(prog="data.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", metavar="PNG", help="save a labelled grid of synthetic faces")
     parser.add_argument("--seeds", default="0-31", help="face indices for --grid, e.g. 0-31 or 3,5,7")
-    parser.add_argument("--res", type=int, default=64, help="resolution of the faces in --grid")
-    parser.add_argument("--stats", type=int, metavar="N", help="attribute frequencies over faces 0..N-1")
+    parser.add_argument("--res", type=int_at_least(1), default=64, help="resolution of the faces in --grid")
+    parser.add_argument("--stats", type=int_at_least(1), metavar="N", help="attribute frequencies over faces 0..N-1")
     parser.add_argument("--bench", action="store_true", help="images/s of synthetic faces and folder loading")
     args = parser.parse_args(argv)
     if not (args.grid or args.stats or args.bench):
@@ -865,8 +867,12 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    from common import UsageError, run_cli
+
+    def _main(argv=None):
+        try:
+            return main(argv)
+        except DataError as e:
+            raise UsageError(str(e)) from None
+
+    run_cli(_main)

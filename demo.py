@@ -26,7 +26,8 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import RUNS_DIR, UsageError, pick_device, resolve_network, run_cli, to_uint8  # noqa: E402
+from common import (RUNS_DIR, ArgumentParser, UsageError, int_at_least, pick_device, resolve_network,  # noqa: E402
+                    run_cli, to_uint8)
 from model import (WEIGHTS_NAME, Generator, NetworkConfig, NetworkError, load_network, read_network_meta, seed_to_z,
                    style_ranges)  # noqa: E402
 
@@ -448,8 +449,8 @@ def take_screenshot(url: str, path: str | Path, tab: str = "Style mixing") -> Pa
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Interactive StyleGAN demo (Gradio): generate from a seed, style mixing, stochastic variation.",
+    parser = ArgumentParser(
+        prog="demo.py", description="Interactive StyleGAN demo (Gradio): generate from a seed, style mixing, stochastic variation.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python demo.py\n  python demo.py --network runs/00003-ffhq/network --port 8000\n"
                "  python demo.py --screenshot docs/demo.png")
@@ -458,18 +459,14 @@ def main(argv=None):
     parser.add_argument("--runs-dir", default=RUNS_DIR, help="where train.py writes runs (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: %(default)s, this "
                         "machine only; 0.0.0.0 exposes it to your network)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    parser.add_argument("--port", type=int_at_least(0, 65535), default=7860, help="port (default: %(default)s)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: %(default)s)")
-    parser.add_argument("--concurrency", type=int, default=1, help="inferences run at once; more wait in the queue "
+    parser.add_argument("--concurrency", type=int_at_least(1), default=1, help="inferences run at once; more wait in the queue "
                         "(default: %(default)s)")
     parser.add_argument("--screenshot", metavar="PNG", help="start the app on --port, save a screenshot of it "
                         "with generated images (headless Chromium), and exit")
     args = parser.parse_args(argv)
-    if not 0 <= args.port < 65536:
-        parser.error(f"--port must be from 0 to 65535, not {args.port}")
-    if args.concurrency < 1:
-        parser.error("--concurrency must be at least 1")
 
     networks = {network_name(args.network): args.network} if args.network else list_networks(args.runs_dir)
     if not networks:

@@ -35,7 +35,8 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 from tqdm import tqdm
 
-from common import UsageError, parse_seeds, pick_device, resolve_network, run_cli, to_uint8
+from common import (ArgumentParser, UsageError, float_in, int_at_least, parse_seeds, pick_device, resolve_network,
+                    run_cli, to_uint8)
 from model import WEIGHTS_NAME, Generator, load_network, seed_to_z, style_ranges
 
 PSI_RANGE = (-2.0, 2.0)  # Figure 8 sweeps psi over [-1, 1]; far beyond that the images are only artefacts
@@ -456,11 +457,6 @@ def prepare_outdir(outdir: Path, targets: list[Path], overwrite: bool) -> None:
 # Command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (through run_cli), instead of argparse's usage block
-        raise UsageError(f"{message} (see python generate.py --help)")
-
-
 EXAMPLES = """examples:
   python generate.py --seeds 0-99                              one PNG per seed, latest network under runs/
   python generate.py --seeds 1,5,10-12 --trunc 0.7 --trunc-cutoff 8 --network runs/00000-cpu/network
@@ -476,38 +472,38 @@ Each PNG carries its seed(s), psi, cutoff, noise mode and network in its text me
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="generate.py", description="Generate images and the StyleGAN paper's figures.",
+    p = ArgumentParser(prog="generate.py", description="Generate images and the StyleGAN paper's figures.",
                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--network", help="network folder or .safetensors file (default: the latest under runs/)")
     p.add_argument("--seeds", help="seeds, e.g. 0-99 or 1,5,10-12")
     p.add_argument("--figure", choices=FIGURES, help="make one of the paper's figures instead of per-seed images")
     p.add_argument("--grid", action="store_true", help="also write a grid of the seeds' images")
-    p.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi, in [-2, 2] (default 1: none)")
-    p.add_argument("--trunc-cutoff", type=int, metavar="N", help="truncate style layers [0, N) (default: all)")
+    p.add_argument("--trunc", type=float_in(), default=1.0, metavar="PSI", help="truncation psi, in [-2, 2] (default 1: none)")
+    p.add_argument("--trunc-cutoff", type=int_at_least(1), metavar="N", help="truncate style layers [0, N) (default: all)")
     p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
                    help="const: the network's fixed noise; random: drawn from each seed; none (default const)")
     p.add_argument("--outdir", help="output folder (default: out/<run>-<options>)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
-    p.add_argument("--batch", type=int, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--batch", type=int_at_least(1), default=16, help="images per forward pass (default 16)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     p.add_argument("--dtype", choices=("auto", "float32", "float64"), default="auto",
                    help="auto: float64 on the CPU (a seed's pixels then never depend on --batch), else float32")
-    p.add_argument("--upscale", type=int, help="figures: enlarge each image N times (default: to >= 128 px)")
+    p.add_argument("--upscale", type=int_at_least(1), help="figures: enlarge each image N times (default: to >= 128 px)")
     g = p.add_argument_group("style mixing (--figure mixing)")
     g.add_argument("--rows", help="A source seeds (left column)")
     g.add_argument("--cols", help="B source seeds (top row)")
     g.add_argument("--styles", default="coarse,middle,fine",
                    help="layers taken from B: coarse, middle, fine or numbers like 0-3; a block per comma-part")
     g = p.add_argument_group("stochastic variation (--figure noise)")
-    g.add_argument("--samples", type=int, default=100, help="noise realisations for the std map (default 100)")
-    g.add_argument("--shown", type=int, default=4, help="realisations shown (default 4)")
-    g.add_argument("--zoom", type=int, default=4, help="row of centre crops enlarged N times; 0 for none")
+    g.add_argument("--samples", type=int_at_least(2), default=100, help="noise realisations for the std map (default 100)")
+    g.add_argument("--shown", type=int_at_least(1), default=4, help="realisations shown (default 4)")
+    g.add_argument("--zoom", type=int_at_least(0), default=4, help="row of centre crops enlarged N times; 0 for none")
     g = p.add_argument_group("truncation (--figure truncation)")
     g.add_argument("--psis", default=",".join(f"{p:g}" for p in PAPER_PSIS), help="psi per column")
     g = p.add_argument_group("interpolation (--figure interp)")
     g.add_argument("--space", choices=("w", "z"), default="w", help="lerp in W or slerp in Z (default w)")
-    g.add_argument("--frames", type=int, default=60, help="frames per transition (default 60)")
-    g.add_argument("--fps", type=int, default=30)
+    g.add_argument("--frames", type=int_at_least(1), default=60, help="frames per transition (default 60)")
+    g.add_argument("--fps", type=int_at_least(1), default=30)
     g.add_argument("--loop", action="store_true", help="return to the first seed")
     g.add_argument("--format", choices=("gif", "webp", "mp4"), default="gif", help="mp4 needs ffmpeg")
     return p
@@ -525,18 +521,11 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def _positive(name: str, value: int, low: int = 1) -> int:
-    if value < low:
-        raise UsageError(f"{name} must be at least {low}, not {value}")
-    return value
-
-
 def main(argv=None) -> list[Path]:
     """Run the CLI; returns the files written."""
     args = build_parser().parse_args(argv)
     fig = args.figure
     check_psi(args.trunc)
-    _positive("--batch", args.batch)
     if fig == "mixing":
         if not (args.rows and args.cols):
             raise UsageError("--figure mixing needs --rows (A seeds) and --cols (B seeds), e.g. --rows 1-3 --cols 4-8")
@@ -546,17 +535,8 @@ def main(argv=None) -> list[Path]:
     else:
         seeds = parse_seeds(args.seeds)
     psis = parse_psis(args.psis) if fig == "truncation" else None
-    if fig == "interp":
-        _positive("--frames", args.frames)
-        _positive("--fps", args.fps)
-        if len(seeds) < 2 and not args.loop:
-            raise UsageError("--figure interp needs at least two seeds, e.g. --seeds 1,2,3")
-    if fig == "noise":
-        _positive("--samples", args.samples, 2)
-        _positive("--shown", args.shown)
-        _positive("--zoom", args.zoom, 0)
-    if args.upscale is not None:
-        _positive("--upscale", args.upscale)
+    if fig == "interp" and len(seeds) < 2 and not args.loop:
+        raise UsageError("--figure interp needs at least two seeds, e.g. --seeds 1,2,3")
     device = _device(args.device)
     if device.type == "mps" and args.dtype == "float64":
         raise UsageError("MPS has no float64: pass --dtype float32 or auto, or --device cpu")

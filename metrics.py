@@ -27,7 +27,6 @@ import math
 import os
 import pickle
 import re
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -39,8 +38,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import UsageError, pick_device, resolve_network, run_cli, to_uint8
-from model import NetworkError, load_network
+from common import (ArgumentParser, UsageError, int_at_least, pick_device, resolve_network, run_cli, seed_type,
+                    to_uint8)
+from model import load_network
 
 PPL_METRICS = ("ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend")
 DEFAULT_NUM = {"ppl": 100_000, "ls": 200_000}  # paper: 100 k PPL pairs, 200 k separability images; FID in its name
@@ -735,8 +735,8 @@ def format_table(rows: list[tuple[str, float, float, int]]) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Compute the StyleGAN paper's metrics (PPL, linear separability, FID) for a trained network.",
+    parser = ArgumentParser(
+        prog="metrics.py", description="Compute the StyleGAN paper's metrics (PPL, linear separability, FID) for a trained network.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python metrics.py --metrics ppl_wend,ls,fid50k\n"
@@ -746,12 +746,12 @@ def main(argv=None):
                         help="comma-separated: ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ls, fidN (fid50k, fid10k...)")
     parser.add_argument("--network", default=None, help="network folder, .safetensors file or Hub id (default: latest "
                                                         "under runs/)")
-    parser.add_argument("--num", type=int, default=None, help="samples for every metric (default: PPL 100k pairs, ls "
+    parser.add_argument("--num", type=int_at_least(2), default=None, help="samples for every metric (default: PPL 100k pairs, ls "
                                                               "200k images, fidN N images)")
     parser.add_argument("--data", default="synthetic", help="real images for FID and labelled images for the "
                                                             "separability classifiers (data.make_dataset source)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the generated samples")
-    parser.add_argument("--batch", type=int, default=32, help="samples (PPL: pairs) per forward pass")
+    parser.add_argument("--seed", type=seed_type, default=0, help="random seed of the generated samples")
+    parser.add_argument("--batch", type=int_at_least(1), default=32, help="samples (PPL: pairs) per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,
                         help="PPL: crop to FFHQ's face region as the official code does (default: on for FFHQ "
@@ -759,12 +759,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     metrics = parse_metrics(args.metrics)
-    if args.num is not None and args.num < 2:
-        raise UsageError(f"--num must be at least 2, not {args.num}")
-    if args.batch < 1:
-        raise UsageError(f"--batch must be at least 1, not {args.batch}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be non-negative, not {args.seed}")
     network = resolve_network(args.network)
     state = _process_state()
     device = state.device if state.num_processes > 1 else pick_device(args.device)

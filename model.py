@@ -14,7 +14,6 @@ header, so the weights file alone is enough). Loading never unpickles anything.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -643,7 +642,9 @@ def summary(cfg: NetworkConfig) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Print a StyleGAN network's per-block summary and parameter counts.",
+    from common import ArgumentParser
+
+    parser = ArgumentParser(prog="model.py", description="Print a StyleGAN network's per-block summary and parameter counts.",
                                      epilog="example: python model.py --preset ffhq1024")
     parser.add_argument("--preset", default="ffhq1024", choices=sorted(PRESETS), help="network preset")
     args = parser.parse_args(argv)
@@ -653,4 +654,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common import run_cli
+
+    run_cli(main)

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import RUNS_DIR, UsageError, run_cli, to_uint8
+from common import (RUNS_DIR, ArgumentParser, UsageError, float_in, int_at_least, positive_float, run_cli,
+                    seed_type, to_uint8)
 from model import PRESETS, Discriminator, Generator, NetworkConfig, load_network, save_network, seed_to_z
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -546,8 +547,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description="Train a StyleGAN with progressive growing (Karras et al. 2019) on Accelerate.",
+    p = ArgumentParser(
+        prog="train.py", description="Train a StyleGAN with progressive growing (Karras et al. 2019) on Accelerate.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  accelerate launch train.py                                   # synthetic faces, CPU-sized\n"
@@ -556,40 +557,40 @@ def parse_args(argv=None):
                "  accelerate launch train.py --resume runs/00000-synthetic-32-cpu\n")
     p.add_argument("--data", default="synthetic", help="synthetic, synthetic:N, a folder, a .zip or a Hub name")
     p.add_argument("--preset", default="cpu", choices=sorted(TRAIN_PRESETS), help="training preset (default: cpu)")
-    p.add_argument("--resolution", type=int, help="target resolution (default: the preset's)")
-    p.add_argument("--kimg", type=float, help="total thousands of real images to show")
+    p.add_argument("--resolution", type=int_at_least(4), help="target resolution (default: the preset's)")
+    p.add_argument("--kimg", type=positive_float, help="total thousands of real images to show")
     p.add_argument("--outdir", default=RUNS_DIR, help="where run folders go (default: runs)")
     p.add_argument("--resume", help="a run folder (or one of its checkpoints) to continue")
-    p.add_argument("--start-res", dest="start_res", type=int, help="resolution to start growing from")
-    p.add_argument("--fade-kimg", dest="fade_kimg", type=float, help="thousands of images per fade-in")
-    p.add_argument("--stable-kimg", dest="stable_kimg", type=float, help="thousands of images per stable phase")
-    p.add_argument("--batch", type=int, help="global minibatch at every resolution (default: the preset's per resolution)")
-    p.add_argument("--lr", type=float, help="learning rate at every resolution (default: the preset's)")
+    p.add_argument("--start-res", dest="start_res", type=int_at_least(4), help="resolution to start growing from")
+    p.add_argument("--fade-kimg", dest="fade_kimg", type=positive_float, help="thousands of images per fade-in")
+    p.add_argument("--stable-kimg", dest="stable_kimg", type=float_in(0), help="thousands of images per stable phase")
+    p.add_argument("--batch", type=int_at_least(1), help="global minibatch at every resolution (default: the preset's per resolution)")
+    p.add_argument("--lr", type=positive_float, help="learning rate at every resolution (default: the preset's)")
     p.add_argument("--loss", choices=["logistic", "wgangp"], help="logistic + R1 (default) or WGAN-GP")
-    p.add_argument("--gamma", type=float, help="R1 weight (logistic) or gradient-penalty lambda (wgangp)")
-    p.add_argument("--r1-interval", dest="r1_interval", type=int, help="apply R1 every k steps (lazy; default 1)")
+    p.add_argument("--gamma", type=float_in(0), help="R1 weight (logistic) or gradient-penalty lambda (wgangp)")
+    p.add_argument("--r1-interval", dest="r1_interval", type=int_at_least(1), help="apply R1 every k steps (lazy; default 1)")
     p.add_argument("--r1-scaling", dest="r1_scaling", choices=["official", "plain"],
                    help="R1 weight while growing: official = gamma * (res / final)^2, as NVIDIA's code (default); "
                         "plain = gamma at every resolution")
-    p.add_argument("--style-mixing", dest="style_mixing", type=float, help="mixing-regularization probability (0.9)")
-    p.add_argument("--ema-kimg", dest="ema_kimg", type=float, help="generator EMA half-life in kimg (10)")
-    p.add_argument("--ema-rampup", dest="ema_rampup", type=float,
+    p.add_argument("--style-mixing", dest="style_mixing", type=float_in(0, 1), help="mixing-regularization probability (0.9)")
+    p.add_argument("--ema-kimg", dest="ema_kimg", type=positive_float, help="generator EMA half-life in kimg (10)")
+    p.add_argument("--ema-rampup", dest="ema_rampup", type=positive_float,
                    help="cap the EMA half-life at this fraction of images seen (cpu preset: 0.05; paper: none)")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None, help="horizontal flips of reals")
-    p.add_argument("--mapping-layers", dest="mapping_layers", type=int, help="mapping network depth (paper: 8)")
+    p.add_argument("--mapping-layers", dest="mapping_layers", type=int_at_least(0), help="mapping network depth (paper: 8)")
     p.add_argument("--architecture", choices=["style", "traditional"], help="generator type (default: style)")
     p.add_argument("--no-noise", dest="no_noise", action="store_true", default=None, help="no per-layer noise inputs")
     p.add_argument("--mixed-precision", dest="mixed_precision", choices=["no", "bf16", "fp16"])
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_type, help="random seed (default 0)")
     p.add_argument("--cpu", action="store_true", default=None, help="train on the CPU even if a GPU is available")
     p.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory layout (default on: same maths, faster)")
-    p.add_argument("--tick-kimg", dest="tick_kimg", type=float, help="status line and sample grid every N kimg")
-    p.add_argument("--snap-kimg", dest="snap_kimg", type=float, help="checkpoint and network every N kimg")
-    p.add_argument("--workers", type=int, help="DataLoader worker processes (default 2)")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--tick-kimg", dest="tick_kimg", type=positive_float, help="status line and sample grid every N kimg")
+    p.add_argument("--snap-kimg", dest="snap_kimg", type=positive_float, help="checkpoint and network every N kimg")
+    p.add_argument("--workers", type=int_at_least(0), help="DataLoader worker processes (default 2)")
+    p.add_argument("--threads", type=int_at_least(0), default=0,
                    help="CPU threads per process (default: the cores divided among this machine's processes)")
-    p.add_argument("--max-images", dest="max_images", type=int, help="use only the first N images of the data")
+    p.add_argument("--max-images", dest="max_images", type=int_at_least(1), help="use only the first N images of the data")
     p.add_argument("--name", help="run folder name after its number (default: data-resolution-preset)")
     return p.parse_args(argv)
 

@@ -92,9 +92,9 @@ def test_variants_cover_the_papers_rows_once():
 
 
 def test_bad_arguments():
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="unknown variant"):
         ablation.parse_args(["--variants", "F,nope"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="--seeds must be at least 1"):
         ablation.parse_args(["--seeds", "0"])
     args = ablation.parse_args(["--variants", "F,trad"])
     assert [v.name for v in args.variants] == ["trad", "F"]  # the table's order

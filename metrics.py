@@ -122,7 +122,7 @@ def generate_images(G, indices: np.ndarray, seed: int, stream: int, device) -> t
         z.append(rng.standard_normal(G.cfg.z_dim))
         noise_seeds.append(int(rng.integers(2**63)))
     z = torch.from_numpy(np.stack(z)).float().to(device)
-    img = G.synthesis(G.map(z), noise=_noise(G, noise_seeds, device))
+    img = G.synthesis(G.map(z, psi=1.0), noise=_noise(G, noise_seeds, device))  # untruncated, even by default
     return z, img
 
 

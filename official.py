@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import (CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, Discriminator, Generator, NetworkConfig, NetworkError,
+from model import (FORMAT_VERSION, WEIGHTS_NAME, Discriminator, Generator, NetworkConfig, NetworkError,
                    _atomic_write, save_network)
 
 G_NAME, D_NAME = "G.safetensors", "D.safetensors"  # beside model.safetensors (Gs) in a converted folder
@@ -155,6 +155,10 @@ def _kwargs(state: dict) -> dict:
     return kw
 
 
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _unsupported(path: Path, what: str) -> NetworkError:
     return NetworkError(f"{path}: {what} is not supported (only the paper's style-based and traditional networks "
                         "convert)")
@@ -170,11 +174,11 @@ def infer_config(path: Path, g_state: dict, d_state: dict) -> NetworkConfig:
     for key, default in (("nonlinearity", "lrelu"), ("mapping_nonlinearity", "lrelu"), ("use_wscale", True),
                          ("normalize_latents", True), ("fmap_decay", 1.0), ("blur_filter", [1, 2, 1]),
                          ("label_size", 0)):
-        if kw.get(key, default) != default:
+        if _plain(kw.get(key, default)) != default:
             raise _unsupported(path, f"{key}={kw[key]!r}")
     for key, default in (("nonlinearity", "lrelu"), ("use_wscale", True), ("fmap_decay", 1.0),
                          ("blur_filter", [1, 2, 1]), ("label_size", 0), ("mbstd_num_features", 1)):
-        if dkw.get(key, default) != default:
+        if _plain(dkw.get(key, default)) != default:
             raise _unsupported(path, f"a discriminator with {key}={dkw[key]!r}")
     switches = tuple(bool(kw.get(k, d)) for k, d in (("use_styles", True), ("const_input_layer", True),
                                                      ("use_pixel_norm", False), ("use_instance_norm", True)))
@@ -182,6 +186,10 @@ def infer_config(path: Path, g_state: dict, d_state: dict) -> NetworkConfig:
     if switches not in archs:
         raise _unsupported(path, "the mix of use_styles, const_input_layer, use_pixel_norm and use_instance_norm "
                            f"{switches}")
+    needed = ["dlatent_avg", "G_synthesis/ToRGB_lod0/bias"]
+    if not all(k in v for k in needed):
+        raise NetworkError(f"{path}: the generator lacks {[k for k in needed if k not in v][0]}; it is not a "
+                           "complete official network")
     torgb = sorted(int(m.group(1)) for k in v if (m := re.fullmatch(r"G_synthesis/ToRGB_lod(\d+)/bias", k)))
     if not torgb or torgb != list(range(len(torgb))):
         raise NetworkError(f"{path}: the generator has no complete set of ToRGB layers; download the file again")
@@ -190,6 +198,9 @@ def infer_config(path: Path, g_state: dict, d_state: dict) -> NetworkConfig:
         raise NetworkError(f"{path}: static_kwargs say resolution {kw.get('resolution')} (D "
                            f"{dkw.get('resolution')}) but the generator has {len(torgb)} ToRGB layers")
     dense = sorted(int(m.group(1)) for k in v if (m := re.fullmatch(r"G_mapping/Dense(\d+)/weight", k)))
+    if dense != list(range(len(dense))):
+        raise NetworkError(f"{path}: the mapping network's layers are not Dense0..Dense{len(dense) - 1}; it is not "
+                           "a complete official network")
     w_dim = v["dlatent_avg"].shape[0]
     z_dim = v["G_mapping/Dense0/weight"].shape[0] if dense else w_dim
     fmap = {k: (kw.get(k, d), dkw.get(k, d)) for k, d in (("fmap_base", 8192), ("fmap_max", 512))}
@@ -208,7 +219,7 @@ def infer_config(path: Path, g_state: dict, d_state: dict) -> NetworkConfig:
             z_dim=z_dim,
             w_dim=w_dim,
             mapping_layers=len(dense),
-            mapping_width=v["G_mapping/Dense0/bias"].shape[0] if len(dense) > 1 else 512,  # unused below 2 layers
+            mapping_width=v["G_mapping/Dense0/bias"].shape[0] if len(dense) > 1 else kw.get("mapping_fmaps", 512),
             mapping_lr_mul=float(kw.get("mapping_lrmul", 0.01)),
             channel_base=2 * int(fmap["fmap_base"][0]),  # official nf(stage) = fmap_base / 2**stage at 2**(stage+1)
             channel_max=int(fmap["fmap_max"][0]),

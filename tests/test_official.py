@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import official
 from common import run_cli
 from model import PRESETS, Discriminator, Generator, NetworkError, count_params, load_network, main as model_main
-from official_layout import (BUILD_SRC, discriminator_network, generator_network, write_pkl, write_random_pkl)
+from official_layout import discriminator_network, generator_network, write_pkl, write_random_pkl
 
 DATA = Path(__file__).parent / "data"
 PKL = DATA / "official-small.pkl"
@@ -264,3 +264,42 @@ def test_generate_truncates_an_official_network_by_default(converted, tmp_path):
     default = run()
     assert np.array_equal(default, generate.generate_images(G, [3], psi=0.7, cutoff=8)[0])
     assert not np.array_equal(default, run("--trunc", "1"))
+
+
+@pytest.mark.parametrize("kw, message", [(dict(label_size=10), "label_size=10 is not supported"),
+                                         (dict(use_styles=False), "is not supported"),
+                                         (dict(fmap_decay=0.5), "fmap_decay=0.5 is not supported")])
+def test_configurations_we_cannot_represent_are_refused_in_one_line(tmp_path, capsys, kw, message):
+    path = tmp_path / "n.pkl"
+    write_random_pkl(path, dict(CONFIG, resolution=8, **kw))
+    assert message in cli_error(capsys, ["--convert", str(path), "--out", str(tmp_path / "o")])
+
+
+def test_a_network_saved_mid_growth_is_refused(tmp_path):
+    g, d, gs = official.read_pkl(PKL)
+    variables = dict(d["variables"], lod=np.float32(0.5))
+    D = discriminator_network(d["static_kwargs"], variables)
+    G = generator_network("G", CONFIG, {**dict(g["variables"]), **{
+        f"{c.state['name']}/{k}": v for c in g["components"].values() for k, v in c.state["variables"]}})
+    write_pkl(tmp_path / "n.pkl", G, D, G)
+    with pytest.raises(NetworkError, match="progressive growing"):
+        load_network(tmp_path / "n.pkl")
+    official.convert_pkl(PKL, tmp_path / "ok")  # the same networks at lod 0 convert
+
+
+def test_metrics_never_truncate_an_official_network(converted):
+    import metrics
+
+    Gs = load_network(converted["G"])
+    _, img = metrics.generate_images(Gs, np.arange(3), seed=0, stream=0, device="cpu")
+    Gs.cfg = dataclasses.replace(Gs.cfg, default_psi=1.0)
+    _, untruncated = metrics.generate_images(Gs, np.arange(3), seed=0, stream=0, device="cpu")
+    assert torch.equal(img, untruncated)
+
+
+def test_configs_saved_before_default_psi_still_load(tmp_path):
+    from model import NetworkConfig
+
+    d = PRESETS["cpu"].to_dict()
+    del d["default_psi"]
+    assert NetworkConfig.from_dict(d).default_psi == 1.0

@@ -75,9 +75,10 @@ def discriminator_network(kwargs: dict, variables: dict, build_src: str = BUILD_
     return Network(_state("D", "D_basic", kwargs, variables, build_src=build_src))
 
 
-def write_pkl(path, G: Network, D: Network, Gs: Network) -> None:
+def write_pkl(path, G: Network, D: Network, Gs: Network, protocol: int = 4) -> None:
+    """Protocol 4 by default, as the official files (Python 3.6's HIGHEST_PROTOCOL)."""
     with _official_module_names(), open(path, "wb") as f:
-        pickle.dump((G, D, Gs), f, protocol=4)  # the official files: Python 3.6, HIGHEST_PROTOCOL
+        pickle.dump((G, D, Gs), f, protocol=protocol)
 
 
 def _nf(kw: dict):
@@ -143,11 +144,12 @@ def random_variables(shapes: dict[str, tuple], rng: np.random.Generator) -> dict
             for k, s in shapes.items()}
 
 
-def write_random_pkl(path, kw: dict, seed: int = 0, build_src: str = BUILD_SRC, gs_differs: bool = False) -> None:
+def write_random_pkl(path, kw: dict, seed: int = 0, build_src: str = BUILD_SRC, gs_differs: bool = False,
+                     protocol: int = 4) -> None:
     """An official-layout pickle of randomly initialised networks configured by static_kwargs `kw`."""
     rng = np.random.default_rng(seed)
     g = random_variables(generator_shapes(kw), rng)
     gs = {k: v * np.float32(0.5) for k, v in g.items()} if gs_differs else g
     d = random_variables(discriminator_shapes(kw), rng)
     write_pkl(path, generator_network("G", kw, g, build_src), discriminator_network(kw, d, build_src),
-              generator_network("Gs", kw, gs, build_src))
+              generator_network("Gs", kw, gs, build_src), protocol)

@@ -303,3 +303,15 @@ def test_configs_saved_before_default_psi_still_load(tmp_path):
     d = PRESETS["cpu"].to_dict()
     del d["default_psi"]
     assert NetworkConfig.from_dict(d).default_psi == 1.0
+
+
+def test_numpy1_array_names_load_too(tmp_path):
+    """NVIDIA's 2019 files name numpy.core.multiarray (numpy 1); numpy 2 writes numpy._core.multiarray."""
+    path = tmp_path / "n.pkl"
+    kw = dict(CONFIG, resolution=8)
+    write_random_pkl(path, kw, protocol=3)  # protocol 3 names globals in plain text lines, which we can rename
+    data = path.read_bytes()
+    assert b"numpy._core.multiarray\n" in data
+    (tmp_path / "old.pkl").write_bytes(data.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
+    a, b = load_network(path), load_network(tmp_path / "old.pkl")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

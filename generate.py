@@ -478,8 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", help="seeds, e.g. 0-99 or 1,5,10-12")
     p.add_argument("--figure", choices=FIGURES, help="make one of the paper's figures instead of per-seed images")
     p.add_argument("--grid", action="store_true", help="also write a grid of the seeds' images")
-    p.add_argument("--trunc", type=float_in(), default=1.0, metavar="PSI", help="truncation psi, in [-2, 2] (default 1: none)")
-    p.add_argument("--trunc-cutoff", type=int_at_least(1), metavar="N", help="truncate style layers [0, N) (default: all)")
+    p.add_argument("--trunc", type=float_in(), metavar="PSI", help="truncation psi, in [-2, 2] (default: the "
+                   "network's; 1, none, except 0.7 for NVIDIA's networks)")
+    p.add_argument("--trunc-cutoff", type=int_at_least(1), metavar="N", help="truncate style layers [0, N) (default: "
+                   "the network's; all, except 8 for NVIDIA's networks)")
     p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
                    help="const: the network's fixed noise; random: drawn from each seed; none (default const)")
     p.add_argument("--outdir", help="output folder (default: out/<run>-<options>)")
@@ -525,7 +527,8 @@ def main(argv=None) -> list[Path]:
     """Run the CLI; returns the files written."""
     args = build_parser().parse_args(argv)
     fig = args.figure
-    check_psi(args.trunc)
+    if args.trunc is not None:
+        check_psi(args.trunc)
     if fig == "mixing":
         if not (args.rows and args.cols):
             raise UsageError("--figure mixing needs --rows (A seeds) and --cols (B seeds), e.g. --rows 1-3 --cols 4-8")
@@ -543,6 +546,8 @@ def main(argv=None) -> list[Path]:
 
     network = resolve_network(args.network)
     G = load_generator(network, device, args.dtype)
+    if args.trunc is None:
+        args.trunc = G.cfg.default_psi  # 1 (none), or the official 0.7 for NVIDIA's networks
     R = G.cfg.resolution
     cutoff = check_cutoff(args.trunc_cutoff, G.num_ws)
     if fig == "mixing":

@@ -128,7 +128,7 @@ def generate_images(G, indices: np.ndarray, seed: int, stream: int, device) -> t
         z.append(rng.standard_normal(G.cfg.z_dim))
         noise_seeds.append(int(rng.integers(2**63)))
     z = torch.from_numpy(np.stack(z)).float().to(device)
-    img = G.synthesis(G.map(z), noise=_noise(G, noise_seeds, device))
+    img = G.synthesis(G.map(z, psi=1.0), noise=_noise(G, noise_seeds, device))  # untruncated, even by default
     return z, img
 
 
@@ -467,17 +467,28 @@ def fake_statistics(G, num: int, seed: int = 0, batch: int = 32, device=None, fe
     return _gather_moments(m, state).stats()
 
 
+# NVIDIA's networks: the training data set, hence its mirroring, is known only from the file name
+# (karras2019stylegan-<data>-<size>.pkl); the official train.py mirrors FFHQ and CelebA-HQ only.
+OFFICIAL_MIRRORED = ("ffhq", "celebahq")
+
+
+def _official_file(G) -> str:
+    return str(getattr(G, "meta", {}).get("official", {}).get("file", "")).lower()
+
+
 def trained_with_mirror(G) -> bool:
-    """Whether the network was trained on mirrored reals (train.py records it in the network's metadata)."""
-    return bool(getattr(G, "meta", {}).get("mirror", False))
+    """Whether the network was trained on mirrored reals: train.py records it in the network's metadata; for
+    NVIDIA's networks it follows from their data set."""
+    meta = getattr(G, "meta", {})
+    if "mirror" in meta:
+        return bool(meta["mirror"])
+    return any(f"-{name}-" in _official_file(G) for name in OFFICIAL_MIRRORED)
 
 
 def ppl_crop_default(G) -> bool:
     """PPL's face crop: the official code always crops (it was written for FFHQ). Here it is on by default for the
-    FFHQ presets and for networks converted from NVIDIA's FFHQ files, and off elsewhere (the synthetic faces fill
-    the frame)."""
-    meta = getattr(G, "meta", {})
-    return str(meta.get("preset", "")).startswith("ffhq") or "ffhq" in str(meta.get("source", "")).lower()
+    FFHQ presets and for NVIDIA's FFHQ networks, and off elsewhere (the synthetic faces fill the frame)."""
+    return str(getattr(G, "meta", {}).get("preset", "")).startswith("ffhq") or "-ffhq-" in _official_file(G)
 
 
 def fid(G, dataset, num: int = 50_000, seed: int = 0, batch: int = 32, device=None, features: Callable | None = None,

@@ -7,13 +7,16 @@ Both run at any intermediate resolution of progressive growing, with a fade-in `
 Numbers (channels, gains, learning-rate multipliers, initialisations) follow the paper and the official
 TensorFlow code; where we depart from it, a comment says so. A network is saved as a folder laid out like a
 Hugging Face Hub model: `config.json` beside `model.safetensors` (the config is also stored in the safetensors
-header, so the weights file alone is enough). Loading never unpickles anything.
+header, so the weights file alone is enough). Loading our networks never unpickles anything; NVIDIA's official
+.pkl files are read by official.py with an unpickler that resolves only plain data and runs none of their code.
 
     python model.py --preset ffhq1024      # per-block summary and parameter counts
+    python model.py --convert karras2019stylegan-ffhq-1024x1024.pkl --out networks/ffhq1024   # NVIDIA's network
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -51,6 +54,7 @@ class NetworkConfig:
     fused_min_res: int = 128  # from this resolution up, up/down-sampling convs run fused (same function, faster)
     mbstd_group: int = 4  # minibatch standard deviation group size (discriminator)
     default_cutoff: int | None = None  # truncation cutoff used when a caller passes none; None = all layers
+    default_psi: float = 1.0  # truncation psi used when a caller passes none (NVIDIA's networks: 0.7, cutoff 8)
 
     def channels(self, res: int) -> int:
         return min(self.channel_base // res, self.channel_max)
@@ -97,6 +101,11 @@ PRESETS: dict[str, NetworkConfig] = {
     # The paper's config F at 1024x1024 (FFHQ): 26.2 M generator parameters.
     "ffhq1024": NetworkConfig(resolution=1024),
     "ffhq256": NetworkConfig(resolution=256),
+    # NVIDIA's other official networks (karras2019stylegan-*.pkl): config F on each data set, the same widths.
+    "celebahq1024": NetworkConfig(resolution=1024),
+    "bedrooms256": NetworkConfig(resolution=256),
+    "cars512": NetworkConfig(resolution=512),  # LSUN cars are 512x384, padded to 512x512
+    "cats256": NetworkConfig(resolution=256),
     # The paper's traditional generator (ProGAN with the tuning of config B): latent through the first layer.
     "traditional1024": NetworkConfig(architecture="traditional", resolution=1024, mapping_layers=0, use_noise=False),
     # The small network train.py uses by default: 32x32 on a laptop CPU. Same architecture, narrower: 128 channels
@@ -386,8 +395,10 @@ class Generator(nn.Module):
     def update_w_avg(self, w: torch.Tensor, beta: float = 0.995) -> None:
         self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, beta))
 
-    def truncate(self, ws: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
-        """w' = w_avg + psi (w - w_avg) on style layers [0, cutoff) (paper Sec. 4.1 / Appendix B)."""
+    def truncate(self, ws: torch.Tensor, psi: float | None = None, cutoff: int | None = None) -> torch.Tensor:
+        """w' = w_avg + psi (w - w_avg) on style layers [0, cutoff) (paper Sec. 4.1 / Appendix B).
+        psi and cutoff default to the config's (no truncation, except for NVIDIA's networks: 0.7 on 8 layers)."""
+        psi = self.cfg.default_psi if psi is None else psi
         if psi == 1.0:
             return ws
         cutoff = self.cfg.default_cutoff if cutoff is None else cutoff
@@ -396,7 +407,7 @@ class Generator(nn.Module):
         layer = torch.arange(self.num_ws, device=ws.device).view(1, -1, 1)
         return torch.where(layer < cutoff, avg.lerp(ws, psi), ws)
 
-    def map(self, z: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
+    def map(self, z: torch.Tensor, psi: float | None = None, cutoff: int | None = None) -> torch.Tensor:
         """z (N, z_dim) -> ws (N, num_ws, w_dim), broadcast to every style layer and truncated."""
         ws = self.mapping(z).unsqueeze(1).repeat(1, self.num_ws, 1)
         return self.truncate(ws, psi, cutoff)
@@ -547,6 +558,10 @@ def read_network_meta(path: str | os.PathLike) -> dict:
     """The JSON metadata of a saved network (its config under 'network', plus training info)."""
     from safetensors import safe_open
 
+    if _is_official(path):
+        import official
+
+        return official.pkl_meta(path)
     weights = _weights_path(path)
     try:
         with safe_open(str(weights), framework="pt") as f:
@@ -588,10 +603,20 @@ def _hub_download(repo_id: str) -> Path:
                            "name and your connection, or pass a local network folder") from None
 
 
+def _is_official(path: str | os.PathLike) -> bool:
+    """NVIDIA's networks are pickles; ours never are."""
+    return str(path).lower().endswith(".pkl")
+
+
 def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
-    """Load a generator from a network folder, a .safetensors file or a Hub repo id ('user/repo'). Eval mode."""
+    """Load a generator from a network folder, a .safetensors file, a Hub repo id ('user/repo') or one of NVIDIA's
+    official .pkl files (its Gs, read without running any of its code: see official.py). Eval mode."""
     from safetensors.torch import load_file
 
+    if _is_official(path):
+        import official
+
+        return official.load_pkl(path, device)
     weights = _weights_path(path)
     meta = read_network_meta(weights)
     try:
@@ -644,13 +669,40 @@ def summary(cfg: NetworkConfig) -> str:
 def main(argv=None):
     from common import ArgumentParser
 
-    parser = ArgumentParser(prog="model.py", description="Print a StyleGAN network's per-block summary and parameter counts.",
-                                     epilog="example: python model.py --preset ffhq1024")
+    parser = ArgumentParser(prog="model.py",
+                            description="Print a StyleGAN network's per-block summary and parameter counts, "
+                            "or convert one of NVIDIA's official .pkl files to our format.",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="examples:\n  python model.py --preset ffhq1024\n"
+                            "  python model.py --convert karras2019stylegan-ffhq-1024x1024.pkl --out "
+                            "networks/ffhq1024")
     parser.add_argument("--preset", default="ffhq1024", choices=sorted(PRESETS), help="network preset")
+    parser.add_argument("--convert", metavar="FILE.pkl", help="an official StyleGAN pickle to convert (needs --out)")
+    parser.add_argument("--out", metavar="FOLDER", help="where --convert writes model.safetensors + config.json "
+                        "(Gs), G.safetensors and D.safetensors")
+    parser.add_argument("--force", action="store_true", help="let --convert write into a non-empty --out")
     args = parser.parse_args(argv)
+    if args.convert or args.out:
+        return _convert(args)
     cfg = PRESETS[args.preset]
     print(f"preset {args.preset}: {json.dumps(cfg.to_dict())}")
     print(summary(cfg))
+
+
+def _convert(args) -> Path:
+    import official
+    from common import UsageError
+
+    if not (args.convert and args.out):
+        raise UsageError("--convert FILE.pkl and --out FOLDER go together, e.g. --convert "
+                         "karras2019stylegan-ffhq-1024x1024.pkl --out networks/ffhq1024")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise UsageError(f"--out {out} exists and is not empty: pick a new folder, or pass --force to overwrite "
+                         "the network files in it")
+    official.convert_pkl(args.convert, out)
+    print(f"wrote {out}: {WEIGHTS_NAME} + {CONFIG_NAME} (Gs), {official.G_NAME} and {official.D_NAME}")
+    return out
 
 
 if __name__ == "__main__":

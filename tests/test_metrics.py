@@ -494,13 +494,17 @@ def test_fid_mirrors_reals_when_the_network_was_trained_mirrored(monkeypatch):
         assert seen[-1] is expected, meta
 
 
-def test_ppl_crop_default_follows_the_network():
+def test_ppl_crop_and_fid_mirror_defaults_follow_the_network():
     G = make_tiny_generator()
     for meta, expected in (({"preset": "ffhq256"}, True), ({"preset": "cpu"}, False), ({}, False),
-                           ({"source": "karras2019stylegan-ffhq-1024x1024.pkl"}, True),
-                           ({"source": "karras2019stylegan-cats-256x256.pkl"}, False)):
+                           ({"official": {"file": "karras2019stylegan-ffhq-1024x1024.pkl"}}, True),
+                           ({"official": {"file": "karras2019stylegan-cats-256x256.pkl"}}, False)):
         G.meta = meta
         assert metrics.ppl_crop_default(G) is expected, meta
+    for name, mirrored in (("ffhq-1024x1024", True), ("celebahq-1024x1024", True), ("bedrooms-256x256", False),
+                           ("cars-512x384", False), ("cats-256x256", False)):
+        G.meta = {"official": {"file": f"karras2019stylegan-{name}.pkl"}}
+        assert metrics.trained_with_mirror(G) is mirrored, name
 
 
 def test_real_statistics_cached(monkeypatch):

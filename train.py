@@ -346,13 +346,15 @@ def fp32_bytes(*modules: torch.nn.Module) -> int:
     return sum(t.numel() * 4 for m in modules for t in [*m.parameters(), *m.buffers()])
 
 
-def write_failed(path: Path, error: BaseException | None, need: int, intact: str, run_dir: Path) -> UsageError:
+def write_error(e: BaseException) -> str:
+    """Why a write failed, in a few words: an OSError's text repeats the path; torch.save's names no cause (a full disk
+    reads "unexpected pos"), so the free space in write_failed's message tells."""
+    return e.strerror if isinstance(e, OSError) and e.strerror else _one_line(e)
+
+
+def write_failed(path: Path, why: str, need: int, intact: str, run_dir: Path) -> UsageError:
     """The one-line message for a write that failed: what, why, the free space it needs, and what is intact."""
     free = shutil.disk_usage(path.parent if path.parent.exists() else run_dir).free
-    if error is None:
-        why = "a write failed on another process"
-    else:  # an OSError's text repeats the path; torch.save's names no cause (a full disk gives "unexpected pos")
-        why = error.strerror if isinstance(error, OSError) and error.strerror else _one_line(error)
     return UsageError(f"could not write {path} ({why}): it needs about {need / 2**20:.1f} MB free in {path.parent}, "
                       f"which has {free / 2**20:.1f} MB free. {intact}")
 
@@ -512,22 +514,23 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
         if main and tmp.exists():
             shutil.rmtree(tmp)
         accel.wait_for_everyone()
-        error = None
+        why = None  # the text only: a kept exception would keep the failed writer's file open, and its space taken
         try:
             accel.save_state(str(tmp))
             if main:
                 save_network(G_ema, tmp / "G_ema")
                 (tmp / "state.json").write_text(json.dumps({"cur_nimg": cur_nimg, "stats": stats, "phase_key": opt_key}) + "\n")
         except WRITE_ERRORS as e:
-            error = e
-        if accel.reduce(torch.tensor([float(error is not None)], device=device), "sum").item():  # on any process
+            why = write_error(e)
+        if accel.reduce(torch.tensor([float(why is not None)], device=device), "sum").item():  # on any process
             if main:
                 shutil.rmtree(tmp, ignore_errors=True)
             need = 3 * fp32_bytes(G_raw, D_raw) + fp32_bytes(G_ema)  # G and D with two Adam moments each, G_ema
             prev = latest_checkpoint(run_dir)
-            raise write_failed(dest, error, need, f"{prev.name} and the network are intact: free some space, then "
-                               f"continue with --resume {run_dir}" if prev else "Nothing was saved yet: free some "
-                               "space, then start the run again", run_dir)
+            raise write_failed(dest, why or "a write failed on another process", need,
+                               f"{prev.name} and the network are intact: free some space, then continue with "
+                               f"--resume {run_dir}" if prev else "Nothing was saved yet: free some space, then start "
+                               "the run again", run_dir)
         if main:
             if dest.exists():
                 shutil.rmtree(dest)
@@ -539,9 +542,11 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
                 save_network(G_ema, run_dir / "network", extra={"kimg": cur_nimg / 1000, "final": final,
                                                               "data": cfg.data, "run": run_dir.name})
             except WRITE_ERRORS as e:  # each file is written atomically: the previous network stays whole
-                raise write_failed(run_dir / "network", e, fp32_bytes(G_ema), f"The network stays loadable and "
+                why = write_error(e)
+            if why is not None:
+                raise write_failed(run_dir / "network", why, fp32_bytes(G_ema), f"The network stays loadable and "
                                    f"{dest.name} is complete: free some space, then continue with --resume {run_dir}",
-                                   run_dir) from None
+                                   run_dir)
         accel.wait_for_everyone()
 
     def snapshot_images(phase: Phase):

@@ -713,10 +713,10 @@ def parse_args(argv=None):
     p.add_argument("--resolution", type=int, help="target resolution (default: the preset's)")
     p.add_argument("--kimg", type=float, help="total thousands of real images to show")
     p.add_argument("--outdir", default=RUNS_DIR, help="where run folders go (default: runs)")
-    p.add_argument("--resume", help="a run folder (or one of its checkpoints) to continue")
     p.add_argument("--allow-inexact-resume", dest="allow_inexact_resume", action="store_true",
                    help="resume even from a checkpoint whose RNG states are unreadable (the run is then not "
                         "bit-identical to an uninterrupted one)")
+    p.add_argument("--resume", help="a run folder (or one of its checkpoints) to continue")
     p.add_argument("--start-res", dest="start_res", type=int, help="resolution to start growing from")
     p.add_argument("--fade-kimg", dest="fade_kimg", type=float, help="thousands of images per fade-in")
     p.add_argument("--stable-kimg", dest="stable_kimg", type=float, help="thousands of images per stable phase")

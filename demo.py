@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import numbers
 import os
 import random
 import threading
@@ -46,35 +47,51 @@ CSS = "img { image-rendering: pixelated; }"  # keep enlarged pixels sharp when t
 # Input checks: each raises UsageError with a message that a person can act on (the app shows it, never a traceback)
 
 
+def _is_number(value) -> bool:
+    """A real number (int, float, numpy scalar), not text, a list or a bool: API clients can send any JSON value."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_whole(value) -> bool:
+    return _is_number(value) and math.isfinite(value) and int(value) == value
+
+
 def check_seed(seed, name: str = "seed") -> int:
     if seed is None or (isinstance(seed, float) and not math.isfinite(seed)):
         raise UsageError(f"{name} is empty: enter a whole number from 0 to {SEED_MAX}")
-    if int(seed) != seed or not 0 <= seed <= SEED_MAX:
-        raise UsageError(f"{name} must be a whole number from 0 to {SEED_MAX} (2**32 - 1), not {seed}")
+    if not _is_whole(seed) or not 0 <= seed <= SEED_MAX:
+        raise UsageError(f"{name} must be a whole number from 0 to {SEED_MAX} (2**32 - 1), not {seed!r}")
     return int(seed)
 
 
 def check_psi(psi) -> float:
     lo, hi = PSI_RANGE
-    if psi is None or not math.isfinite(psi) or not lo <= psi <= hi:
-        raise UsageError(f"truncation psi must be between {lo} and {hi} (1 = no truncation), not {psi}")
+    if not _is_number(psi) or not math.isfinite(psi) or not lo <= psi <= hi:
+        raise UsageError(f"truncation psi must be between {lo} and {hi} (1 = no truncation), not {psi!r}")
     return float(psi)
 
 
 def check_cutoff(G: Generator, cutoff) -> int:
-    if cutoff is None or int(cutoff) != cutoff or not 0 <= cutoff <= G.num_ws:
-        raise UsageError(f"truncation cutoff must be a layer count from 0 to {G.num_ws}, not {cutoff}")
+    if not _is_whole(cutoff) or not 0 <= cutoff <= G.num_ws:
+        raise UsageError(f"truncation cutoff must be a layer count from 0 to {G.num_ws}, not {cutoff!r}")
     return int(cutoff)
 
 
 def check_layers(G: Generator, first, stop) -> tuple[int, int]:
     n = G.num_ws
-    if first is None or stop is None or int(first) != first or int(stop) != stop:
-        raise UsageError(f"the mixed layers must be whole numbers with 0 <= first < stop <= {n}")
+    if not _is_whole(first) or not _is_whole(stop):
+        raise UsageError(f"the mixed layers must be whole numbers with 0 <= first < stop <= {n}, not {first!r} "
+                         f"and {stop!r}")
     if not 0 <= first < stop <= n:
         raise UsageError(f"mixed layers {int(first)}..{int(stop)} are out of range: this network has style layers "
                          f"0..{n - 1}, so pick 0 <= first < stop <= {n}")
     return int(first), int(stop)
+
+
+def check_variations(n) -> int:
+    if not _is_whole(n) or not 2 <= n <= MAX_VARIATIONS:
+        raise UsageError(f"the number of variations must be from 2 to {MAX_VARIATIONS}, not {n!r}")
+    return int(n)
 
 
 def check_noise_mode(mode) -> str:
@@ -134,9 +151,7 @@ def stochastic_variation(G: Generator, seed: int, n: int = 4, psi: float = 1.0, 
     """Paper Sec. 3.2 / Fig. 4: one w, n noise draws. Returns (n, H, W, 3) uint8 images and an (H, W, 3) uint8 map of
     the per-pixel standard deviation over the draws, scaled so its largest value is white."""
     seed, psi = check_seed(seed), check_psi(psi)
-    if n is None or int(n) != n or not 2 <= n <= MAX_VARIATIONS:
-        raise UsageError(f"the number of variations must be from 2 to {MAX_VARIATIONS}, not {n}")
-    n = int(n)
+    n = check_variations(n)
     cutoff = check_cutoff(G, G.num_ws if cutoff is None else cutoff)
     noise = G.synthesis.make_noise(n, seed=check_seed(noise_seed, "noise seed"), device=G.w_avg.device)
     ws = G.truncate(_ws(G, [seed]), psi, cutoff).repeat(n, 1, 1)
@@ -180,7 +195,7 @@ class NetworkCache:
         self._lock = threading.Lock()  # two first requests for one network must not load it twice
 
     def __getitem__(self, name: str) -> Generator:
-        if name not in self.paths:
+        if not isinstance(name, str) or name not in self.paths:
             raise UsageError(f"unknown network {name!r}: choose one of {', '.join(self.paths)}")
         key = self.paths[name].resolve()
         with self._lock:
@@ -260,8 +275,8 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
     cut0 = G0.cfg.default_cutoff if G0.cfg.default_cutoff is not None else n0
     presets0 = _preset_choices(G0)
     first0, stop0 = (style_ranges(G0.cfg.resolution)["coarse"][:2] if len(presets0) > 1 else (0, 1))
-    # Slider ends fit the largest network (read from its config, weights not loaded), so that API calls for any
-    # network pass Gradio's own range check and reach ours; selecting a network in the page narrows them.
+    # Slider ends fit the largest network (read from its config, weights not loaded); selecting a network in the page
+    # narrows them. The values reach our checks unprocessed (preprocess=False below), whatever the slider ends.
     most_ws = max([n0, 2] + [_num_ws(p) for p in networks.values()])
 
     @_user_errors
@@ -288,7 +303,7 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
         if preset == "custom":
             return gr.skip(), gr.skip()
         ranges = style_ranges(cache[network].cfg.resolution)
-        if preset not in ranges:
+        if not isinstance(preset, str) or preset not in ranges:
             raise UsageError(f"unknown layer preset {preset!r}: choose one of {', '.join(ranges)} or custom")
         return ranges[preset][0], ranges[preset][1]
 
@@ -359,7 +374,10 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
         mix_in = [net, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed]
         var_in = [net, var_seed, var_n, psi, cutoff, noise_seed]
         # Every event that runs a network shares one queue slot group: at most `concurrency` (launch_demo) at once.
-        model = dict(concurrency_id="model")
+        # preprocess=False hands our functions the values as sent, so that the check_* functions judge every value,
+        # from the page or an API client, with our messages: Gradio's own preprocessing would reject text or an
+        # out-of-range number with its message and a traceback in the server's log, and round 1.5 to a seed of 2.
+        model = dict(concurrency_id="model", preprocess=False)
         # always_last: a click while the page's first image is still being made runs after it instead of being dropped
         gr.on([gen_btn.click, seed.submit, demo.load], generate, gen_in, [image, gen_info], api_name="generate",
               trigger_mode="always_last", **model)
@@ -367,7 +385,7 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
             generate, gen_in, [image, gen_info], api_visibility="private", **model)
         gr.on([mix_btn.click, seed_a.submit, seed_b.submit], mix, mix_in, [img_a, img_b, img_m, mix_info],
               api_name="mix", **model)
-        preset.select(layer_preset, [net, preset], [first, stop], api_name="layer_preset").then(
+        preset.select(layer_preset, [net, preset], [first, stop], api_name="layer_preset", preprocess=False).then(
             mix, mix_in, [img_a, img_b, img_m, mix_info], api_visibility="private", **model)
         for s in (first, stop):  # moving a layer slider by hand makes the range a custom one
             s.input(lambda: "custom", None, preset, api_visibility="private", queue=False)

@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import json
 import math
 import os
+import pickle
 import shutil
+import sys
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 
 from common import (RUNS_DIR, ArgumentParser, UsageError, float_in, int_at_least, positive_float, run_cli,
                     seed_type, to_uint8)
@@ -216,10 +221,153 @@ def next_run_dir(outdir: Path, name: str) -> Path:
     return outdir / f"{max(ids, default=-1) + 1:05d}-{name}"
 
 
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoint folders, oldest first (the temporary `.tmp` folders of unfinished writes excluded)."""
+    return sorted((run_dir / "checkpoints").glob("ckpt-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
-    ckpts = [c for c in ckpts if (c / "state.json").is_file()]
+    ckpts = [c for c in list_checkpoints(run_dir) if (c / "state.json").is_file()]
     return ckpts[-1] if ckpts else None
+
+
+RNG_STATE_PREFIX = "random_states_"  # Accelerate's per-process RNG files: random_states_<rank>.pkl
+
+
+def verify_checkpoint(ckpt: Path, processes: int = 1) -> dict[str, str]:
+    """What is wrong with a checkpoint, as {file: problem}; empty when every file a resume reads is there and readable.
+
+    Checked: the safetensors headers and sizes of both networks' weights and of G_ema (safetensors has no checksum,
+    so flipped bits inside tensor data cannot be seen; truncation and a damaged header can), the optimizer, RNG and
+    (if present) gradient-scaler states, and state.json. The .bin/.pkl files are torch.save zip archives holding a
+    pickle: their CRC-32s are checked, then they are read with Accelerate's own loader, the one load_state uses:
+    torch.load(weights_only=True), whose unpickler admits only tensors, plain containers and an allowlist of numpy
+    types, so reading them runs no code from the file. Reading them in full is the only way to know load_state will
+    succeed: Accelerate skips an unreadable RNG file silently.
+    """
+    from accelerate.utils import load as accelerate_load
+    from safetensors import safe_open
+
+    problems = {}
+    for name in ("model.safetensors", "model_1.safetensors", "G_ema/model.safetensors"):  # G, D, G_ema
+        f = ckpt / name
+        if not f.is_file():
+            problems[name] = "is missing"
+            continue
+        try:
+            with safe_open(str(f), framework="pt") as st:  # checks the header against the file size
+                st.keys()
+        except Exception as e:  # SafetensorError, or OSError for an unreadable file
+            problems[name] = f"is unreadable ({_one_line(e)})"
+    pickles = ["optimizer.bin", "optimizer_1.bin"] + [f"{RNG_STATE_PREFIX}{i}.pkl" for i in range(processes)]
+    if (ckpt / "scaler.pt").exists():  # fp16 runs only
+        pickles.append("scaler.pt")
+    for name in pickles:
+        f = ckpt / name
+        if not f.is_file():
+            problems[name] = "is missing"
+            continue
+        try:
+            with zipfile.ZipFile(f) as z:  # torch.save writes a zip archive with a CRC-32 per member
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError):
+            problems[name] = "is unreadable (not a complete torch.save archive: truncated or overwritten)"
+            continue
+        if bad is not None:
+            problems[name] = f"is unreadable (checksum mismatch in {bad})"
+            continue
+        try:
+            obj = accelerate_load(f, map_location="cpu")
+        except pickle.UnpicklingError:
+            problems[name] = "is unreadable (holds objects other than tensors and plain data; not loaded)"
+            continue
+        except Exception as e:
+            problems[name] = f"is unreadable ({_one_line(e)})"
+            continue
+        if name.startswith(RNG_STATE_PREFIX):
+            keys = ["random_state", "numpy_random_seed", "torch_manual_seed"]
+            if torch.cuda.is_available():  # load_state restores the CUDA generators too, when there are any
+                keys.append("torch_cuda_manual_seed")
+            missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
+            if missing:
+                problems[name] = f"lacks {', '.join(missing)}"
+    try:
+        state = json.loads((ckpt / "state.json").read_text())
+        if not isinstance(state, dict) or not isinstance(state.get("cur_nimg"), int) or "stats" not in state:
+            problems["state.json"] = "lacks cur_nimg or stats"
+    except FileNotFoundError:
+        problems["state.json"] = "is missing"
+    except (OSError, ValueError) as e:
+        problems["state.json"] = f"is unreadable ({_one_line(e)})"
+    return problems
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _describe(ckpt: Path, problems: dict[str, str]) -> str:
+    return f"{ckpt.name}: " + ", ".join(f"{f} {p}" for f, p in problems.items())
+
+
+def _rng_only(problems: dict[str, str]) -> bool:
+    return bool(problems) and all(f.startswith(RNG_STATE_PREFIX) for f in problems)
+
+
+def resume_checkpoint(run_dir: Path, chosen: Path | None = None, processes: int = 1, allow_inexact: bool = False,
+                      warn=print) -> Path:
+    """The checkpoint to resume from, verified: `chosen` if given (refused if damaged), else the newest intact one.
+    A checkpoint whose only problem is its RNG states would resume, but not bit-identically: it is used only with
+    allow_inexact. Falling back past a damaged checkpoint warns, naming both."""
+    if chosen is not None and not chosen.is_dir():
+        raise UsageError(f"{chosen} does not exist: pass a run folder or one of its checkpoints/ckpt-N folders")
+    candidates = [chosen] if chosen is not None else list_checkpoints(run_dir)[::-1]  # newest first
+    if not candidates:
+        raise UsageError(f"{run_dir} has no complete checkpoint to resume from")
+    skipped = []  # (checkpoint, problems), newest first
+    for ckpt in candidates:
+        problems = verify_checkpoint(ckpt, processes)
+        if not problems or (allow_inexact and _rng_only(problems)):
+            if skipped:
+                warn(f"warning: damaged checkpoint {'; '.join(_describe(c, p) for c, p in skipped)}; resuming from "
+                     f"{ckpt.name} instead, the newest intact one")
+            if problems:
+                warn(f"warning: {_describe(ckpt, problems)}; resuming from {ckpt.name} with fresh RNG states "
+                     "(--allow-inexact-resume): the run goes on, but not bit-identically to an uninterrupted one")
+            return ckpt
+        skipped.append((ckpt, problems))
+    damage = "; ".join(_describe(c, p) for c, p in skipped)
+    inexact = [c.name for c, p in skipped if _rng_only(p)]
+    if chosen is not None and inexact:
+        raise UsageError(f"{damage}: the resume would not be bit-identical; add --allow-inexact-resume to go on "
+                         f"anyway, or resume {run_dir} to use its newest intact checkpoint")
+    if chosen is not None:
+        raise UsageError(f"damaged checkpoint {damage}; resume {run_dir} to use its newest intact checkpoint")
+    hint = (f"; {inexact[0]} has only unreadable RNG states: add --allow-inexact-resume to resume from it anyway"
+            if inexact else "")
+    raise UsageError(f"no intact checkpoint in {run_dir}: {damage}{hint}")
+
+
+# torch.save reports a failed write as RuntimeError (without errno), safetensors as SafetensorError, Python as OSError.
+WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)
+
+
+def fp32_bytes(*modules: torch.nn.Module) -> int:
+    return sum(t.numel() * 4 for m in modules for t in [*m.parameters(), *m.buffers()])
+
+
+def write_error(e: BaseException) -> str:
+    """Why a write failed, in a few words: an OSError's text repeats the path; torch.save's names no cause (a full disk
+    reads "unexpected pos"), so the free space in write_failed's message tells."""
+    return e.strerror if isinstance(e, OSError) and e.strerror else _one_line(e)
+
+
+def write_failed(path: Path, why: str, need: int, intact: str, run_dir: Path) -> UsageError:
+    """The one-line message for a write that failed: what, why, the free space it needs, and what is intact."""
+    free = shutil.disk_usage(path.parent if path.parent.exists() else run_dir).free
+    return UsageError(f"could not write {path} ({why}): it needs about {need / 2**20:.1f} MB free in {path.parent}, "
+                      f"which has {free / 2**20:.1f} MB free. {intact}")
 
 
 def save_grid(images: np.ndarray, path: Path, cols: int) -> np.ndarray:
@@ -378,26 +526,49 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     next_snap = (cur_nimg // int(cfg.snap_kimg * 1000) + 1) * int(cfg.snap_kimg * 1000)
 
     def checkpoint(final: bool = False):
-        """Every process calls save_state; the main process adds G_ema and the JSON state, then renames atomically."""
+        """Every process calls save_state into a temporary folder; the main process adds G_ema and the JSON state,
+        renames it into place, and only then deletes the oldest checkpoint and rewrites the network. A failed write
+        (a full disk) removes the partial folder and stops the run with the previous checkpoint and network intact."""
         ckdir = run_dir / "checkpoints"
         tmp = ckdir / f"ckpt-{cur_nimg:09d}.tmp"
+        dest = ckdir / f"ckpt-{cur_nimg:09d}"
         if main and tmp.exists():
             shutil.rmtree(tmp)
         accel.wait_for_everyone()
-        accel.save_state(str(tmp))
+        why = None  # the text only: a kept exception would keep the failed writer's file open, and its space taken
+        try:
+            accel.save_state(str(tmp))
+            if main:
+                save_network(G_ema, tmp / "G_ema")
+                (tmp / "state.json").write_text(json.dumps({"cur_nimg": cur_nimg, "stats": stats, "phase_key": opt_key}) + "\n")
+        except WRITE_ERRORS as e:
+            why = write_error(e)
+        if accel.reduce(torch.tensor([float(why is not None)], device=device), "sum").item():  # on any process
+            if main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            need = 3 * fp32_bytes(G_raw, D_raw) + fp32_bytes(G_ema)  # G and D with two Adam moments each, G_ema
+            prev = latest_checkpoint(run_dir)
+            raise write_failed(dest, why or "a write failed on another process", need,
+                               f"{prev.name} and the network are intact: free some space, then continue with "
+                               f"--resume {run_dir}" if prev else "Nothing was saved yet: free some space, then start "
+                               "the run again", run_dir)
         if main:
-            save_network(G_ema, tmp / "G_ema")
-            (tmp / "state.json").write_text(json.dumps({"cur_nimg": cur_nimg, "stats": stats, "phase_key": opt_key}) + "\n")
-            dest = ckdir / f"ckpt-{cur_nimg:09d}"
             if dest.exists():
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
             old = sorted(ckdir.glob("ckpt-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
             for p in old[:-cfg.keep_checkpoints]:
                 shutil.rmtree(p, ignore_errors=True)
-            save_network(G_ema, run_dir / "network", extra={"kimg": cur_nimg / 1000, "final": final,
-                                                          "data": cfg.data, "run": run_dir.name,
-                                                          "preset": cfg.preset, "mirror": cfg.mirror})
+            try:
+                save_network(G_ema, run_dir / "network", extra={"kimg": cur_nimg / 1000, "final": final,
+                                                              "data": cfg.data, "run": run_dir.name,
+                                                              "preset": cfg.preset, "mirror": cfg.mirror})
+            except WRITE_ERRORS as e:  # each file is written atomically: the previous network stays whole
+                why = write_error(e)
+            if why is not None:
+                raise write_failed(run_dir / "network", why, fp32_bytes(G_ema), f"The network stays loadable and "
+                                   f"{dest.name} is complete: free some space, then continue with --resume {run_dir}",
+                                   run_dir)
         accel.wait_for_everyone()
 
     def snapshot_images(phase: Phase):
@@ -560,6 +731,9 @@ def parse_args(argv=None):
     p.add_argument("--resolution", type=int_at_least(4), help="target resolution (default: the preset's)")
     p.add_argument("--kimg", type=positive_float, help="total thousands of real images to show")
     p.add_argument("--outdir", default=RUNS_DIR, help="where run folders go (default: runs)")
+    p.add_argument("--allow-inexact-resume", dest="allow_inexact_resume", action="store_true",
+                   help="resume even from a checkpoint whose RNG states are unreadable (the run is then not "
+                        "bit-identical to an uninterrupted one)")
     p.add_argument("--resume", help="a run folder (or one of its checkpoints) to continue")
     p.add_argument("--start-res", dest="start_res", type=int_at_least(4), help="resolution to start growing from")
     p.add_argument("--fade-kimg", dest="fade_kimg", type=positive_float, help="thousands of images per fade-in")
@@ -605,12 +779,14 @@ def main(argv=None):
             run_dir = path.parent.parent if path.name.startswith("ckpt-") else path
             if not (run_dir / "config.json").is_file():
                 raise UsageError(f"{args.resume} is not a run folder (no config.json): pass runs/<run>")
-            ckpt = path if path.name.startswith("ckpt-") else latest_checkpoint(run_dir)
-            if ckpt is None:
-                raise UsageError(f"{run_dir} has no complete checkpoint to resume from")
             cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
             if args.kimg is not None:
                 cfg.kimg = args.kimg
+            from accelerate import PartialState
+
+            state = PartialState(cpu=use_cpu(cfg))
+            ckpt = resume_checkpoint(run_dir, path if path.name.startswith("ckpt-") else None, state.num_processes,
+                                     args.allow_inexact_resume, warn=warn if state.is_main_process else lambda _: None)
         else:
             cfg = make_config(args)
             name = args.name or f"{Path(cfg.data.rstrip('/')).name.replace(':', '')}-{cfg.network['resolution']}-{cfg.preset}"
@@ -627,6 +803,11 @@ def main(argv=None):
         summary = train(cfg, run_dir, ckpt)
     except data_module.DataError as e:
         raise UsageError(str(e)) from None
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise UsageError(f"disk full while writing {e.filename or run_dir}: free some space, then continue with "
+                         f"--resume {run_dir}") from None
     except FloatingPointError as e:
         ck = latest_checkpoint(run_dir) if run_dir else None
         if ck is None:
@@ -635,6 +816,10 @@ def main(argv=None):
         raise UsageError(f"{e}: training stopped; the last good checkpoint is {ck}. Resume with --resume {run_dir} "
                          "(add --lr or --gamma to a new run if it happens again)") from None
     return summary
+
+
+def warn(message: str):
+    print(message, file=sys.stderr)
 
 
 def broadcast_str(s: str, state) -> str:

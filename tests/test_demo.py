@@ -177,18 +177,32 @@ def test_random_seed_endpoint(client):
 @pytest.mark.parametrize("endpoint, kwargs, message", [
     ("/generate", dict(seed=2**32), "seed must be a whole number from 0 to 4294967295"),
     ("/generate", dict(seed=-3), "seed must be a whole number"),
-    ("/generate", dict(psi=2.5), "greater than maximum value 2"),  # the slider's own range check
+    ("/generate", dict(seed="abc"), "seed must be a whole number"),
+    ("/generate", dict(seed=1.5), "seed must be a whole number"),  # not rounded to 2
+    ("/generate", dict(psi=2.5), "truncation psi must be between -2.0 and 2.0"),
+    ("/generate", dict(psi="high"), "truncation psi must be between"),
     ("/generate", dict(network="00000-tiny", cutoff=8), "cutoff must be a layer count from 0 to 6"),
+    ("/generate", dict(cutoff="all"), "cutoff must be a layer count"),
+    ("/generate", dict(noise_mode="loud"), "noise mode must be one of random, const, none"),
+    ("/generate", dict(network="nope"), "unknown network 'nope'"),
     ("/mix", dict(network="00000-tiny", first=4, stop=3), "0 <= first < stop <= 6"),
     ("/mix", dict(network="00000-tiny", first=0, stop=8), "out of range"),
+    ("/mix", dict(first="a"), "the mixed layers must be whole numbers"),
     ("/mix", dict(seed_b=2**32 + 5), "seed B must be"),
+    ("/mix", dict(psi=[1]), "truncation psi must be between"),
     ("/variation", dict(noise_seed=-1), "noise seed must be"),
-    ("/layer_preset", dict(preset="everything"), "is not in the list of choices"),
+    ("/variation", dict(draws="many"), "the number of variations must be from 2 to 8"),
+    ("/variation", dict(draws=9), "the number of variations must be from 2 to 8"),
+    ("/layer_preset", dict(preset="everything"), "unknown layer preset 'everything'"),
+    ("/layer_preset", dict(network=3, preset="fine"), "unknown network 3"),
+    ("/select_network", dict(network="nope"), "unknown network 'nope'"),
 ])
-def test_bad_input_is_a_message_not_a_traceback(client, endpoint, kwargs, message):
+def test_bad_input_is_our_message_not_a_traceback(client, capfd, endpoint, kwargs, message):
+    capfd.readouterr()
     with pytest.raises(gr_client.exceptions.AppError) as e:
         client.predict(**kwargs, api_name=endpoint)
     assert message in str(e.value) and "Traceback" not in str(e.value)
+    assert "Traceback" not in capfd.readouterr().err  # nor in the server's log (the server runs in this process)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,9 +1,15 @@
 """The trainer: schedule, losses, short real runs, resume == uninterrupted, NaN handling, 2 processes on gloo."""
 
+import dataclasses
+import errno
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,9 +190,14 @@ def test_cpu_threads_share_the_cores_among_local_processes(monkeypatch):
 
 
 def test_cli_bad_input_is_one_line(tmp_path):
+    damaged = tmp_path / "damaged-run"  # a run whose only checkpoint lost its files
+    (damaged / "checkpoints" / "ckpt-000000064").mkdir(parents=True)
+    (damaged / "config.json").write_text(json.dumps(dataclasses.asdict(tiny_config())))
+    (damaged / "checkpoints" / "ckpt-000000064" / "model.safetensors").write_bytes(b"\0" * 10)
     for args, msg in ((["--data", str(tmp_path / "nope")], "does not exist"),
                       (["--resolution", "48"], "power of two"),
-                      (["--resume", str(tmp_path)], "not a run folder")):
+                      (["--resume", str(tmp_path)], "not a run folder"),
+                      (["--resume", str(damaged)], "no intact checkpoint in")):
         proc = subprocess.run([sys.executable, "train.py", "--outdir", str(tmp_path / "o"), *args], cwd=ROOT,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
@@ -209,3 +220,152 @@ def test_two_cpu_processes_agree_and_read_different_data(tmp_path):
     assert len(list((run / "logs").rglob("events.out.tfevents*"))) == 1  # one set of logs, from the main process
     assert len(list((run / "samples").glob("*.png"))) == 2  # one sample grid per tick, not one per process
     assert len(list((run / "checkpoints").glob("ckpt-*/random_states_*.pkl"))) == 2  # every rank saved its RNG state
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Damaged checkpoints and full disks
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+    """A run stopped at 128 images with checkpoints at 64 and 128 (the tiny config, snapshots every 64 images)."""
+    run = tmp_path_factory.mktemp("ckpts") / "run"
+    train.train(tiny_config(kimg=0.128, snap_kimg=0.064), run)
+    assert [c.name for c in train.list_checkpoints(run)] == ["ckpt-000000064", "ckpt-000000128"]
+    return run
+
+
+def _copy_run(run, dest):
+    shutil.copytree(run, dest)
+    return dest
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def _flip_last_byte_of_first_member(data: bytes) -> bytes:
+    """One flipped bit inside a zip member's data: only its CRC-32 can tell."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        info = z.infolist()[0]
+    # local header: 30 bytes + name + extra field; the member's data follows
+    h = info.header_offset
+    name_len, extra_len = int.from_bytes(data[h + 26:h + 28], "little"), int.from_bytes(data[h + 28:h + 30], "little")
+    at = h + 30 + name_len + extra_len + info.compress_size - 1
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]
+
+
+@pytest.mark.parametrize("name, damage, problem", [
+    ("model.safetensors", _truncate, "unreadable"),
+    ("model_1.safetensors", lambda p: p.unlink(), "missing"),
+    ("G_ema/model.safetensors", lambda p: _truncate(p, 0.99), "unreadable"),
+    ("optimizer.bin", _truncate, "unreadable"),
+    ("optimizer_1.bin", lambda p: p.write_bytes(b"\0" * 100), "unreadable"),
+    ("optimizer_1.bin", lambda p: p.write_bytes(_flip_last_byte_of_first_member(p.read_bytes())), "checksum"),
+    ("random_states_0.pkl", _truncate, "unreadable"),
+    ("random_states_0.pkl", lambda p: torch.save({"step": 0}, p), "lacks random_state"),
+    ("state.json", lambda p: p.write_text('{"cur_nimg": 12'), "unreadable"),
+])
+def test_verify_checkpoint_names_the_damaged_file(two_checkpoints, tmp_path, name, damage, problem):
+    ckpt = _copy_run(two_checkpoints, tmp_path / "run") / "checkpoints" / "ckpt-000000128"
+    assert train.verify_checkpoint(ckpt) == {}
+    damage(ckpt / name)
+    problems = train.verify_checkpoint(ckpt)
+    assert list(problems) == [name] and problem in problems[name], problems
+
+
+def test_pickled_code_in_a_checkpoint_is_not_run(two_checkpoints, tmp_path):
+    """The optimizer and RNG files are pickles: verifying them must not execute what they contain."""
+    ckpt = _copy_run(two_checkpoints, tmp_path / "run") / "checkpoints" / "ckpt-000000128"
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.write_text, ("pwned",))
+
+    torch.save({"random_state": Payload()}, ckpt / "random_states_0.pkl")
+    problems = train.verify_checkpoint(ckpt)
+    assert "random_states_0.pkl" in problems and not marker.exists()
+
+
+def test_truncated_model_falls_back_to_the_previous_checkpoint_bit_identically(two_checkpoints, tmp_path, capsys):
+    damaged = _copy_run(two_checkpoints, tmp_path / "damaged")
+    direct = _copy_run(two_checkpoints, tmp_path / "direct")
+    _truncate(damaged / "checkpoints" / "ckpt-000000128" / "model.safetensors")
+    # named explicitly, the damaged checkpoint is refused with one line
+    with pytest.raises(UsageError, match=r"damaged checkpoint ckpt-000000128: model.safetensors is unreadable") as e:
+        train.main(["--resume", str(damaged / "checkpoints" / "ckpt-000000128")])
+    assert "\n" not in str(e.value)
+    capsys.readouterr()
+    fell_back = train.main(["--resume", str(damaged), "--kimg", "0.192"])
+    warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "ckpt-000000128: model.safetensors" in warning[0]
+    assert "resuming from ckpt-000000064" in warning[0]
+    reference = train.main(["--resume", str(direct / "checkpoints" / "ckpt-000000064"), "--kimg", "0.192"])
+    assert fell_back["cur_nimg"] == reference["cur_nimg"] == 192
+    for key in ("G", "G_ema"):
+        for k, v in reference[key].items():
+            assert torch.equal(v, fell_back[key][k]), (key, k)
+
+
+def test_unreadable_rng_states_stop_the_resume_unless_allowed(two_checkpoints, tmp_path, capsys):
+    run = _copy_run(two_checkpoints, tmp_path / "run")
+    newest = run / "checkpoints" / "ckpt-000000128"
+    (newest / "random_states_0.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(UsageError, match=r"random_states_0.pkl is unreadable.*not be bit-identical.*"
+                                         r"--allow-inexact-resume") as e:
+        train.main(["--resume", str(newest)])
+    assert "\n" not in str(e.value)
+    # a run folder resumes exactly from the older, intact checkpoint, or knowingly from the newest one
+    warnings = []
+    assert train.resume_checkpoint(run, warn=warnings.append).name == "ckpt-000000064"
+    assert train.resume_checkpoint(run, allow_inexact=True, warn=warnings.append) == newest
+    assert "random_states_0.pkl" in warnings[0] and "not bit-identically" in warnings[1]
+    capsys.readouterr()
+    summary = train.main(["--resume", str(newest), "--kimg", "0.192", "--allow-inexact-resume"])
+    assert summary["cur_nimg"] == 192 and "fresh RNG states" in capsys.readouterr().err
+
+
+def test_full_disk_during_a_checkpoint_keeps_the_previous_one(two_checkpoints, tmp_path, monkeypatch):
+    run = _copy_run(two_checkpoints, tmp_path / "run")
+    real_save = torch.save
+
+    def save_then_fill_the_disk(obj, f, *args, **kwargs):  # the second optimizer file: half written, then ENOSPC
+        if str(f).endswith("optimizer_1.bin"):
+            real_save(obj, f, *args, **kwargs)
+            _truncate(Path(f))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_then_fill_the_disk)
+    with pytest.raises(UsageError, match=r"could not write .*ckpt-000000192 \(No space left on device\): it needs "
+                                         r"about [\d.]+ MB free in .*checkpoints, which has [\d.]+ MB free\. ckpt-000000128 and the "
+                                         r"network are intact") as e:
+        train.main(["--resume", str(run), "--kimg", "0.256"])
+    assert "\n" not in str(e.value) and f"--resume {run}" in str(e.value)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert sorted(c.name for c in (run / "checkpoints").iterdir()) == ["ckpt-000000064", "ckpt-000000128"]
+    assert train.verify_checkpoint(run / "checkpoints" / "ckpt-000000128") == {}
+    assert load_network(run / "network").meta["kimg"] == pytest.approx(0.128)
+
+    # the network's writer fails next: the new checkpoint is complete, the previous network stays
+    real_save_network = train.save_network
+
+    def network_writer_fills_the_disk(G, folder, extra=None):
+        if Path(folder).name == "network":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder))
+        return real_save_network(G, folder, extra)
+
+    monkeypatch.setattr(train, "save_network", network_writer_fills_the_disk)
+    with pytest.raises(UsageError, match=r"could not write .*network \(No space left on device\).*\. The network "
+                                         r"stays loadable and ckpt-000000192 is complete"):
+        train.main(["--resume", str(run), "--kimg", "0.256"])
+    monkeypatch.setattr(train, "save_network", real_save_network)
+    assert sorted(c.name for c in (run / "checkpoints").iterdir()) == ["ckpt-000000128", "ckpt-000000192"]
+    assert load_network(run / "network").meta["kimg"] == pytest.approx(0.128)
+
+    # with space again, --resume continues from the last complete checkpoint to the end
+    summary = train.main(["--resume", str(run), "--kimg", "0.256"])
+    assert summary["cur_nimg"] == 256
+    assert load_network(run / "network").meta["kimg"] == pytest.approx(0.256)

@@ -22,11 +22,13 @@ box-downsamples batches for lower progressive-growing stages, so no per-resoluti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -467,9 +469,10 @@ class ImageDataset(torch.utils.data.Dataset):
 
     Item i -> (image uint8 tensor (3, H, W), labels float32 tensor (len(attribute_names),)). With mirror=True the
     data set is twice as long and items N..2N-1 are the horizontal flips of items 0..N-1, as in the official
-    code's --mirror, so flips need no random state in the workers. Images come either from an array (decoded real
-    images, or cached faces: in memory or a .npy memory map) or are rendered on the fly (synthetic faces).
-    Picklable: a memory map is reopened in each DataLoader worker rather than copied."""
+    code's --mirror, so flips need no random state in the workers. Images come either from an array (in memory, or
+    a read-only memory map of a cache file: raw uint8 pixels, `count` x H x W x 3) or are rendered on the fly
+    (synthetic faces). Picklable: a memory map is reopened in each DataLoader worker rather than copied, so every
+    process shares the one copy in the page cache."""
 
     def __init__(self, name: str, resolution: int, count: int, *, attribute_names=(), images=None,
                  images_path: str | None = None, labels=None, synthetic: bool = False, mirror: bool = False,
@@ -481,7 +484,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.mirror = mirror
         self._count = count
         self._images = images  # (count, H, W, 3) uint8, or None
-        self._images_path = images_path  # .npy to memory-map lazily, or None
+        self._images_path = images_path  # cache file of raw pixels to memory-map lazily, or None
         self._labels = np.zeros((count, 0), np.float32) if labels is None else np.asarray(labels, np.float32)
         self._synthetic = synthetic
 
@@ -496,7 +499,8 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def _array(self):
         if self._images is None and self._images_path is not None:
-            self._images = np.load(self._images_path, mmap_mode="r")
+            shape = (self._count, self.resolution, self.resolution, 3)
+            self._images = np.memmap(self._images_path, np.uint8, "r", shape=shape)
         return self._images
 
     def _fetch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -577,44 +581,200 @@ def _first_line(e: Exception) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"
 
 
-def _load_table(source: str, split: str, hf_cache: str | None):
-    """A `datasets.Dataset` for a folder, a zip or a Hub name, plus a stable id of its contents."""
-    import datasets
+# ----------------------------------------------------------------------------------------------------------------
+# The on-disk cache: decoded images, written once, memory-mapped read-only by every process.
+#
+# One entry is two files in the cache folder: NAME.u8, the raw uint8 pixels (count x res x res x 3, no header, so
+# it is written straight from the decoder without ever holding the data set in memory), and NAME.meta.npz (count,
+# labels, label names, skipped files). The meta file is written last, after the pixels are complete, flushed and
+# renamed into place: an entry counts only when its meta file exists and the pixel file has exactly the size the
+# meta file gives, so a build killed at any point leaves nothing that a later run trusts. A lock file (NAME.lock)
+# makes exactly one process build an entry; the others wait for it and then map the result.
 
+CACHE_ENV = "STYLEGAN_CACHE"
+
+
+def cache_root() -> Path:
+    """$STYLEGAN_CACHE or ~/.cache/stylegan-pytorch: decoded data sets (in data/), FID statistics, classifiers."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "stylegan-pytorch").expanduser()
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
+
+def _read_cache(folder: Path, name: str, res: int) -> dict | None:
+    """The meta data of a complete cache entry, or None when it is missing or incomplete."""
+    meta_path, pixels = folder / f"{name}.meta.npz", folder / f"{name}.u8"
+    try:
+        with np.load(meta_path) as f:
+            meta = {k: f[k] for k in f.files}
+        count = int(meta["count"])
+        if pixels.stat().st_size != count * res * res * 3:
+            return None
+    except (OSError, ValueError, KeyError):  # missing, truncated or foreign: rebuilt, never trusted
+        return None
+    return meta
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path):
+    """Hold an exclusive lock on `path`; another process holding it makes this one wait (and say so). Yields True
+    when the lock is real. fcntl.flock exists on Linux and macOS (and works on local disks and modern NFS); where
+    it is missing (Windows) every process builds into its own temporary file and the atomic renames keep the
+    entry whole, at the cost of duplicated work."""
+    try:
+        import fcntl
+    except ImportError:
+        yield False
+        return
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"data: waiting for another process to build {path.with_suffix('')}", file=sys.stderr)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _cached(folder: Path, name: str, res: int, count: int, what: str, fill) -> dict:
+    """The meta data of cache entry `name`, building it first if needed (one process builds, the others wait).
+
+    fill(out) writes images into `out` (a writable (count, res, res, 3) uint8 memory map) from row 0 on and
+    returns (number written, dict of extra arrays for the meta file, at least 'labels')."""
+    meta = _read_cache(folder, name, res)
+    if meta is not None:
+        return meta
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels, meta_path = folder / f"{name}.u8", folder / f"{name}.meta.npz"
+    with _build_lock(folder / f"{name}.lock") as exclusive:
+        meta = _read_cache(folder, name, res)  # built by another process while this one waited
+        if meta is not None:
+            return meta
+        need, free = count * res * res * 3, shutil.disk_usage(folder).free
+        if need > free:
+            raise DataError(f"the data cache needs {_size(need)} for {count} images at {res}x{res} but {folder} has "
+                            f"only {_size(free)} free: pass --cache-dir on a larger disk (or set ${CACHE_ENV})")
+        print(f"data: caching {what}: {count} images at {res}x{res}, {_size(need)} in {folder}", file=sys.stderr)
+        tmp = folder / f"{name}.u8.tmp" if exclusive else folder / f"{name}.u8.tmp{os.getpid()}"
+        meta_path.unlink(missing_ok=True)  # an older entry stops counting before its pixels are replaced
+        with open(tmp, "wb") as f:  # truncates what a killed build left; sparse until written
+            f.truncate(max(need, 1))
+        try:
+            out = np.memmap(tmp, np.uint8, "r+", shape=(count, res, res, 3))
+            written, extra = fill(out)
+            out.flush()
+            del out
+            with open(tmp, "r+b") as f:
+                f.truncate(written * res * res * 3)  # rows of skipped files were never used
+                os.fsync(f.fileno())
+            os.replace(tmp, pixels)
+            meta = {"count": np.int64(written), **extra}
+            with tempfile.NamedTemporaryFile(dir=folder, suffix=".npz", delete=False) as f:
+                np.savez(f, **meta)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(f.name, 0o644)  # readable by whoever can read the pixels, as a temporary file is not
+            os.replace(f.name, meta_path)  # last: from here on the entry is complete
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    return meta
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sources: a stable id of the contents (computed without decoding anything) and a table of encoded images.
+
+
+def _source_id(source: str, split: str) -> str | None:
+    """A name that changes whenever the images of a local folder or zip change (paths, sizes, modification
+    times), computed from a directory listing alone, so a cache hit needs neither `datasets` nor any decoding.
+    None for a Hub name: its id comes from the loaded table (see _real_dataset)."""
     path = Path(source).expanduser()
-    kwargs = dict(split=split, cache_dir=hf_cache)
     if path.is_dir():
-        files = sorted(str(f.relative_to(path)) + f":{f.stat().st_size}" for f in path.rglob("*") if f.is_file())
-        if not any(f.rsplit(":", 1)[0].lower().endswith(IMAGE_EXTENSIONS) for f in files):
+        files = []
+        for f in sorted(path.rglob("*")):
+            if f.is_file():
+                st = f.stat()
+                files.append(f"{f.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}")
+        if not any(f.rsplit(":", 2)[0].lower().endswith(IMAGE_EXTENSIONS) for f in files):
             raise DataError(f"no image files found under {path}: put .png/.jpg images in it (subfolders are searched)")
-        base, loader = f"folder-{_short_hash(path.resolve(), *files)}", dict(data_dir=str(path))
-    elif path.is_file():
+        return f"folder-{_short_hash(path.resolve(), split, *files)}"
+    if path.is_file():
         if not path.name.lower().endswith(".zip"):
             raise DataError(f"{path} is a file but not a .zip: pass a folder of images, a .zip of images, "
                             "'synthetic', or a Hub name like user/name")
         st = path.stat()
-        base, loader = f"zip-{_short_hash(path.resolve(), st.st_size, st.st_mtime_ns)}", dict(
-            data_files={split: str(path)})
-    elif re.fullmatch(r"[\w.-]+/[\w.-]+", source) and not source.startswith((".", "/")):
+        return f"zip-{_short_hash(path.resolve(), split, st.st_size, st.st_mtime_ns)}"
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", source) and not source.startswith((".", "/")):
+        return None
+    raise DataError(f"data source {source!r} does not exist: pass a folder of images, a .zip, 'synthetic', "
+                    "'synthetic:N' or a Hub name like user/name")
+
+
+def _load_table(source: str, split: str, hf_cache: str):
+    """A `datasets.Dataset` for a folder, a zip or a Hub name (kept in datasets' own cache under hf_cache).
+
+    A folder's table holds paths, not copies of the files; a zip is extracted once into hf_cache; a Hub data set
+    is downloaded there in full before decoding (datasets' streaming mode is not used: see the README)."""
+    import datasets
+
+    path = Path(source).expanduser()
+    kwargs = dict(split=split, cache_dir=hf_cache)
+    if not path.exists():
         try:
-            table = datasets.load_dataset(source, **kwargs)
+            return datasets.load_dataset(source, **kwargs)
         except Exception as e:
             raise DataError(f"could not load Hub data set {source!r} split {split!r} ({_first_line(e)[:200]}): "
                             "check the name and split, and that you are online") from None
-        return table, f"hub-{source.replace('/', '-')}-{split}"
-    else:
-        raise DataError(f"data source {source!r} does not exist: pass a folder of images, a .zip, 'synthetic', "
-                        "'synthetic:N' or a Hub name like user/name")
+    loader = dict(data_dir=str(path)) if path.is_dir() else dict(data_files={split: str(path)})
     try:
-        table = datasets.load_dataset("imagefolder", drop_labels=True, **loader, **kwargs)
+        return datasets.load_dataset("imagefolder", drop_labels=True, **loader, **kwargs)
     except Exception as e:
         raise DataError(f"could not read images from {path} ({_first_line(e)[:200]}): check that it holds "
                         f"images (and a {split!r} split, if it has split folders)") from None
-    return table, base
 
 
-def _decode_all(table, image_column: str, res: int, pad: bool, out: np.ndarray) -> np.ndarray:
-    """Decode every row into out[k]; returns a bool mask of the rows that decoded."""
+def _prepare_table(table, source, image_column, label_columns, max_images):
+    """Check the columns, keep the image and label columns (images left encoded) and the image files only."""
+    import datasets
+
+    if image_column not in table.column_names:
+        raise DataError(f"{source!r} has no column {image_column!r}: pass --image-column, one of "
+                        f"{', '.join(table.column_names)}")
+    missing = [c for c in label_columns if c not in table.column_names]
+    if missing:
+        raise DataError(f"{source!r} has no label column(s) {', '.join(missing)}: choose from "
+                        f"{', '.join(table.column_names)}")
+    for c in label_columns:
+        feature = table.features[c]
+        numeric = isinstance(feature, datasets.ClassLabel) or (
+            isinstance(feature, datasets.Value) and re.fullmatch(r"bool|u?int\d+|float\d+", feature.dtype))
+        if not numeric:
+            kind = feature.dtype if isinstance(feature, datasets.Value) else type(feature).__name__
+            raise DataError(f"label column {c!r} of {source!r} holds {kind} values, not numbers: labels must be "
+                            "0/1, -1/+1 or bool (> 0 means present); map the column to numbers or leave it out")
+    if isinstance(table.features.get(image_column), datasets.Image):
+        table = table.cast_column(image_column, datasets.Image(decode=False))  # we decode, to count failures
+    table = table.select_columns([image_column] + label_columns)
+    if isinstance(table.features.get(image_column), datasets.Image):  # inside zips every file is listed
+        paths = [(v or {}).get("path") or "" for v in table[image_column]]
+        keep = [k for k, p in enumerate(paths) if not p or p.split("::")[0].lower().endswith(IMAGE_EXTENSIONS)]
+        if len(keep) < len(table):
+            table = table.select(keep)
+    if max_images is not None:
+        table = table.select(range(min(max_images, len(table))))
+    if len(table) == 0:
+        raise DataError(f"{source!r} has no images: check the source and --split")
+    return table
+
+
+def _decode_into(table, image_column: str, res: int, pad: bool, out: np.ndarray) -> np.ndarray:
+    """Decode every row of `table`, writing the readable ones to out[0], out[1], ... in order; returns a bool
+    mask of the rows that decoded. Decodes a chunk at a time, so memory stays bounded at any data set size."""
     import datasets
     from tqdm import tqdm
 
@@ -629,80 +789,57 @@ def _decode_all(table, image_column: str, res: int, pad: bool, out: np.ndarray) 
                 value = feature.decode_example({"bytes": value, "path": None} if isinstance(value, bytes)
                                                else {"bytes": None, "path": value})
             value.load()
-            out[k] = _square_resize(value, res, pad)
-            return True
+            return _square_resize(value, res, pad)
         except Exception:  # corrupt, truncated or unreadable: skipped and counted, never a crash mid-run
-            return False
+            return None
 
-    ok = np.zeros(len(table), bool)
-    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:  # PIL decodes without holding the GIL
-        for k, good in enumerate(tqdm(pool.map(one, range(len(table))), total=len(table), unit="img",
-                                      desc=f"decoding at {res}x{res}", disable=None, leave=False)):
-            ok[k] = good
+    n, written = len(table), 0
+    ok = np.zeros(n, bool)
+    chunk = max(16, min(1024, 2**28 // (res * res * 3)))  # at most ~256 MiB of decoded images in flight
+    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool, \
+            tqdm(total=n, unit="img", desc=f"decoding at {res}x{res}", disable=None) as bar:  # PIL frees the GIL
+        for start in range(0, n, chunk):
+            for k, image in enumerate(pool.map(one, range(start, min(start + chunk, n))), start):
+                if image is not None:
+                    out[written] = image
+                    written, ok[k] = written + 1, True
+                bar.update()
     return ok
 
 
 def _real_dataset(source, res, *, mirror, max_images, pad, split, image_column, label_columns, cache_dir):
-    import datasets
-
-    hf_cache = str(Path(cache_dir) / "hf") if cache_dir else None
-    table, base = _load_table(source, split, hf_cache)
-    if image_column not in table.column_names:
-        raise DataError(f"{source!r} has no column {image_column!r}: pass --image-column, one of "
-                        f"{', '.join(table.column_names)}")
+    folder = Path(cache_dir).expanduser() if cache_dir else cache_root() / "data"
     label_columns = list(label_columns or [])
-    missing = [c for c in label_columns if c not in table.column_names]
-    if missing:
-        raise DataError(f"{source!r} has no label column(s) {', '.join(missing)}: choose from "
-                        f"{', '.join(table.column_names)}")
-    if isinstance(table.features.get(image_column), datasets.Image):
-        table = table.cast_column(image_column, datasets.Image(decode=False))  # we decode, to count failures
-    table = table.select_columns([image_column] + label_columns)
-    if isinstance(table.features.get(image_column), datasets.Image):  # inside zips every file is listed
-        paths = [(v or {}).get("path") or "" for v in table[image_column]]
-        keep = [k for k, p in enumerate(paths) if not p or p.split("::")[0].lower().endswith(IMAGE_EXTENSIONS)]
-        if len(keep) < len(table):
-            table = table.select(keep)
-    if max_images is not None:
-        table = table.select(range(min(max_images, len(table))))
-    if len(table) == 0:
-        raise DataError(f"{source!r} has no images in split {split!r}: check the source and --split")
-    name = f"{base}-{res}" + ("-pad" if pad else "") + (f"-max{max_images}" if max_images is not None else "")
+    base, table = _source_id(source, split), None
+    if base is None:  # a Hub data set: datasets resolves the revision; its fingerprint follows the contents
+        table = _load_table(source, split, str(folder / "hf"))
+        base = f"hub-{source.replace('/', '-')}-{split}-{_short_hash(table._fingerprint)}"
+    options = _short_hash(image_column, *label_columns)  # the columns read change the entry too
+    name = f"{base}-{options}-{res}" + ("-pad" if pad else "") + (f"-max{max_images}" if max_images else "")
 
-    cached = Path(cache_dir) / f"{name}.npy" if cache_dir else None
-    if cached is not None and cached.exists():
-        meta = np.load(cached.with_suffix(".labels.npz"))
-        images, labels, skipped = None, meta["labels"], int(meta["skipped"])
-    else:
-        out = np.zeros((len(table), res, res, 3), np.uint8)
-        ok = _decode_all(table, image_column, res, pad, out)
-        skipped = int((~ok).sum())
+    def fill(out):
+        ok = _decode_into(rows, image_column, res, pad, out)
         if not ok.any():
-            raise DataError(f"none of the {len(table)} files in {source!r} could be read as an image: "
+            raise DataError(f"none of the {len(rows)} files in {source!r} could be read as an image: "
                             "check the files (corrupt? not images?)")
-        images = out[ok] if skipped else out
-        labels = np.stack([np.asarray(table[c], np.float64) > 0 for c in label_columns], 1)[ok] \
-            if label_columns else np.zeros((len(images), 0))
-        if cached is not None:
-            _save_atomic(cached, images, labels=labels.astype(np.float32), skipped=skipped)
-            images = None
+        labels = np.stack([np.asarray(rows[c], np.float64) > 0 for c in label_columns], 1)[ok] \
+            if label_columns else np.zeros((int(ok.sum()), 0))
+        return int(ok.sum()), {"labels": labels.astype(np.float32), "skipped": np.int64((~ok).sum()),
+                               "attribute_names": np.array(label_columns, dtype=str)}
+
+    meta = _read_cache(folder, name, res)
+    if meta is None:  # list the files (or rows) only when there is something to build
+        if table is None:
+            table = _load_table(source, split, str(folder / "hf"))
+        rows = _prepare_table(table, source, image_column, label_columns, max_images)
+        meta = _cached(folder, name, res, len(rows), source, fill)
+    skipped = int(meta["skipped"])
     if skipped:
         print(f"data: skipped {skipped} unreadable file(s) in {source}", file=sys.stderr)
-    count = len(labels)
-    return ImageDataset(name + ("-mirror" if mirror else ""), res, count, attribute_names=label_columns,
-                        images=images, images_path=str(cached) if images is None else None,
-                        labels=labels.astype(np.float32), mirror=mirror, num_skipped=skipped)
-
-
-def _save_atomic(path: Path, images: np.ndarray, **meta):
-    """Write images to path (.npy) and meta to path.labels.npz, so a crash never leaves a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
-        np.savez(f, **meta)
-    os.replace(f.name, path.with_suffix(".labels.npz"))
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as f:
-        np.save(f, images)
-    os.replace(f.name, path)  # the .npy last: its presence means the cache is complete
+    return ImageDataset(name + ("-mirror" if mirror else ""), res, int(meta["count"]),
+                        attribute_names=[str(a) for a in meta["attribute_names"]],
+                        images_path=str(folder / f"{name}.u8"), labels=meta["labels"], mirror=mirror,
+                        num_skipped=skipped)
 
 
 def _synthetic_dataset(source, res, *, mirror, max_images, cache_dir):
@@ -717,16 +854,18 @@ def _synthetic_dataset(source, res, *, mirror, max_images, cache_dir):
     name = f"synthetic-{count}-{res}"
     labels = render_faces_labels(np.arange(count))
     path = None
-    if cache_dir:  # render once to a memory-mapped .npy; later runs (and every worker) just read it
-        path = Path(cache_dir) / f"{name}.npy"
-        if not path.exists():
-            from tqdm import tqdm
-            images = np.empty((count, res, res, 3), np.uint8)
+    if cache_dir:  # render once into the cache; later runs (and every worker) just map it
+        from tqdm import tqdm
+
+        def fill(out):
             step = 256
             for i in tqdm(range(0, count, step), desc=f"rendering faces at {res}x{res}", unit="batch",
                           disable=None, leave=False):
-                images[i:i + step] = render_faces(np.arange(i, min(i + step, count)), res)[0]
-            _save_atomic(path, images, labels=labels)
+                out[i:i + step] = render_faces(np.arange(i, min(i + step, count)), res)[0]
+            return count, {"labels": labels}
+
+        path = Path(cache_dir).expanduser() / f"{name}.u8"
+        _cached(path.parent, name, res, count, "synthetic faces", fill)
     return ImageDataset(name + ("-mirror" if mirror else ""), res, count, attribute_names=ATTRIBUTES,
                         images_path=str(path) if path else None, labels=labels, synthetic=True, mirror=mirror)
 
@@ -746,10 +885,11 @@ def make_dataset(source: str = "synthetic", resolution: int = 32, *, mirror: boo
     source: "synthetic" (SYNTHETIC_DEFAULT_SIZE faces) or "synthetic:N"; a folder of images (searched
             recursively) or a .zip, read with datasets' "imagefolder" builder; or a Hub name "user/name" (with
             `split`, `image_column` and optional `label_columns`, 0/1 or -1/+1 or bool, > 0 meaning present).
-    Real images are decoded once, here, before any training starts: unreadable files are skipped and counted in
-    `num_skipped`. With cache_dir the decoded array (and datasets' own cache) lives there as a .npy memory map,
-    reused by later runs; without it, the array is kept in memory. Synthetic faces render on the fly, or once
-    into cache_dir when given."""
+    Real images are decoded once into the on-disk cache (cache_dir, default cache_root()/data), keyed by the
+    source's contents, the resolution and crop/pad; every later call, in any process, memory-maps that one copy.
+    Unreadable files are skipped and counted in `num_skipped`. Synthetic faces are a pure function of their
+    index and render on the fly, costing neither memory nor disk; with an explicit cache_dir they are rendered
+    once into it instead (worth it at 128 and up, where rendering is slower than a GPU trains)."""
     if not isinstance(source, str) or not source:
         raise DataError(f"data source must be a non-empty string, got {source!r}")
     if max_images is not None and (not isinstance(max_images, int) or max_images < 1):

@@ -81,6 +81,8 @@ class TrainConfig:
     workers: int = 2
     network: dict = field(default_factory=dict)  # NetworkConfig as a dict
     max_images: int | None = None  # limit the data set size
+    pad: bool = False  # pad non-square images to a square with black instead of centre-cropping them
+    cache_dir: str | None = None  # decoded-image cache; None = data.cache_root()/data
     cpu: bool = False  # train on the CPU even where a GPU is available
     channels_last: bool = True  # NHWC memory layout: the same maths, faster convolutions (docs/benchmarks.md)
 
@@ -240,7 +242,7 @@ def make_config(args) -> TrainConfig:
     net = PRESETS[preset["network"]].to_dict()
     for k in ("kimg", "start_res", "fade_kimg", "stable_kimg", "gamma", "loss", "style_mixing", "ema_kimg",
               "mixed_precision", "seed", "tick_kimg", "snap_kimg", "workers", "r1_interval", "max_images", "cpu",
-              "ema_rampup", "channels_last"):
+              "ema_rampup", "channels_last", "pad", "cache_dir"):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)
@@ -311,7 +313,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     rank, world, main = accel.process_index, accel.num_processes, accel.is_main_process
     device = accel.device
 
-    dataset = data_module.make_dataset(cfg.data, cfg.network["resolution"], max_images=cfg.max_images)
+    dataset = data_module.make_dataset(cfg.data, cfg.network["resolution"], max_images=cfg.max_images, pad=cfg.pad,
+                                       cache_dir=cfg.cache_dir)
     net_cfg = NetworkConfig.from_dict(cfg.network)
     set_seed(cfg.seed)  # the same initial networks on every process, whatever their number
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -375,7 +378,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
             for p in old[:-cfg.keep_checkpoints]:
                 shutil.rmtree(p, ignore_errors=True)
             save_network(G_ema, run_dir / "network", extra={"kimg": cur_nimg / 1000, "final": final,
-                                                          "data": cfg.data, "run": run_dir.name})
+                                                          "data": cfg.data, "pad": cfg.pad, "run": run_dir.name})
         accel.wait_for_everyone()
 
     def snapshot_images(phase: Phase):
@@ -570,6 +573,10 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads per process (default: the cores divided among this machine's processes)")
     p.add_argument("--max-images", dest="max_images", type=int, help="use only the first N images of the data")
+    p.add_argument("--pad", action="store_true", default=None,
+                   help="pad non-square images to a square with black (default: centre-crop)")
+    p.add_argument("--cache-dir", dest="cache_dir",
+                   help="decoded-image cache (default: $STYLEGAN_CACHE/data, else ~/.cache/stylegan-pytorch/data)")
     p.add_argument("--name", help="run folder name after its number (default: data-resolution-preset)")
     return p.parse_args(argv)
 
@@ -590,6 +597,8 @@ def main(argv=None):
             cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
             if args.kimg is not None:
                 cfg.kimg = args.kimg
+            if args.cache_dir is not None:  # the cache may live elsewhere on the machine that resumes
+                cfg.cache_dir = args.cache_dir
         else:
             cfg = make_config(args)
             name = args.name or f"{Path(cfg.data.rstrip('/')).name.replace(':', '')}-{cfg.network['resolution']}-{cfg.preset}"

@@ -10,12 +10,14 @@ the three scales the paper separates (Sec. 3.1, Fig. 3):
 Each face carries len(ATTRIBUTES) binary labels, as CelebA does, each drawn independently with probability 1/2.
 
 Real images (a folder searched recursively, a .zip, or a Hub data set) are listed with `datasets`, decoded once,
-centre-cropped (or padded) to a square, resized with PIL's LANCZOS filter and kept as one uint8 array at the
-target resolution, in memory or as a .npy memory map in `cache_dir`. The trainer reads that one copy and
-box-downsamples batches for lower progressive-growing stages, so no per-resolution copies are needed.
+centre-cropped (or padded) to a square, resized with PIL's LANCZOS filter and written at the target resolution
+into one cache file on disk (see "The on-disk cache" below), which every process memory-maps read-only. The trainer
+reads that one copy and box-downsamples batches for lower progressive-growing stages, so no per-resolution copies
+are needed.
 
     python data.py --grid faces.png                 # a labelled grid of synthetic faces
-    python data.py --bench                          # images/s of synthetic faces and folder loading
+    python data.py --bench                          # images/s of synthetic faces, folder loading, cache reads
+    python data.py --bench-train ~/a ~/b            # peak memory per process and time to the first step
     python data.py --stats 10000                    # attribute frequencies and largest pairwise correlation
 """
 
@@ -25,6 +27,7 @@ import argparse
 import contextlib
 import hashlib
 import io
+import itertools
 import math
 import os
 import re
@@ -689,10 +692,11 @@ def _cached(folder: Path, name: str, res: int, count: int, what: str, fill) -> d
 # Sources: a stable id of the contents (computed without decoding anything) and a table of encoded images.
 
 
-def _source_id(source: str, split: str) -> str | None:
-    """A name that changes whenever the images of a local folder or zip change (paths, sizes, modification
-    times), computed from a directory listing alone, so a cache hit needs neither `datasets` nor any decoding.
-    None for a Hub name: its id comes from the loaded table (see _real_dataset)."""
+def _source_id(source: str, split: str) -> str:
+    """A name for the source's contents, computed without `datasets` and without decoding anything, so a cache hit
+    needs neither. A local folder or zip: its path and every file's name, size and modification time (any change
+    makes a new entry). A Hub data set: its name and split; the revision is not part of it (finding it would need
+    the network), so delete the entry to pick up a new version of the data set."""
     path = Path(source).expanduser()
     if path.is_dir():
         files = []
@@ -710,26 +714,29 @@ def _source_id(source: str, split: str) -> str | None:
         st = path.stat()
         return f"zip-{_short_hash(path.resolve(), split, st.st_size, st.st_mtime_ns)}"
     if re.fullmatch(r"[\w.-]+/[\w.-]+", source) and not source.startswith((".", "/")):
-        return None
+        return f"hub-{source.replace('/', '-')}-{split}"
     raise DataError(f"data source {source!r} does not exist: pass a folder of images, a .zip, 'synthetic', "
                     "'synthetic:N' or a Hub name like user/name")
 
 
-def _load_table(source: str, split: str, hf_cache: str):
-    """A `datasets.Dataset` for a folder, a zip or a Hub name (kept in datasets' own cache under hf_cache).
+def _load_table(source: str, split: str, hf_cache: str, stream: bool = False):
+    """A `datasets.Dataset` for a folder, a zip or a Hub name (kept in datasets' own cache under hf_cache), or with
+    stream=True a Hub data set as a `datasets.IterableDataset` read over the network, never stored whole.
 
     A folder's table holds paths, not copies of the files; a zip is extracted once into hf_cache; a Hub data set
-    is downloaded there in full before decoding (datasets' streaming mode is not used: see the README)."""
+    is downloaded there in full unless streamed."""
     import datasets
 
     path = Path(source).expanduser()
     kwargs = dict(split=split, cache_dir=hf_cache)
     if not path.exists():
         try:
-            return datasets.load_dataset(source, **kwargs)
+            return datasets.load_dataset(source, streaming=stream, **kwargs)
         except Exception as e:
             raise DataError(f"could not load Hub data set {source!r} split {split!r} ({_first_line(e)[:200]}): "
                             "check the name and split, and that you are online") from None
+    if stream:
+        raise DataError(f"stream=True (--stream) is for Hub data sets; {source} is local: leave it out")
     loader = dict(data_dir=str(path)) if path.is_dir() else dict(data_files={split: str(path)})
     try:
         return datasets.load_dataset("imagefolder", drop_labels=True, **loader, **kwargs)
@@ -738,28 +745,39 @@ def _load_table(source: str, split: str, hf_cache: str):
                         f"images (and a {split!r} split, if it has split folders)") from None
 
 
-def _prepare_table(table, source, image_column, label_columns, max_images):
-    """Check the columns, keep the image and label columns (images left encoded) and the image files only."""
+def _prepare_table(table, source, split, image_column, label_columns, max_images):
+    """Check the columns and keep the image (left encoded) and label columns, and image files only -> (rows,
+    number of rows). A stream's length comes from the data set's split info, else from max_images."""
     import datasets
 
-    if image_column not in table.column_names:
+    features = table.features or {}  # a stream may not know its columns before its first row
+    if features and image_column not in features:
         raise DataError(f"{source!r} has no column {image_column!r}: pass --image-column, one of "
-                        f"{', '.join(table.column_names)}")
-    missing = [c for c in label_columns if c not in table.column_names]
+                        f"{', '.join(features)}")
+    missing = [c for c in label_columns if features and c not in features]
     if missing:
-        raise DataError(f"{source!r} has no label column(s) {', '.join(missing)}: choose from "
-                        f"{', '.join(table.column_names)}")
+        raise DataError(f"{source!r} has no label column(s) {', '.join(missing)}: choose from {', '.join(features)}")
     for c in label_columns:
-        feature = table.features[c]
-        numeric = isinstance(feature, datasets.ClassLabel) or (
+        feature = features.get(c)
+        numeric = feature is None or isinstance(feature, datasets.ClassLabel) or (
             isinstance(feature, datasets.Value) and re.fullmatch(r"bool|u?int\d+|float\d+", feature.dtype))
         if not numeric:
             kind = feature.dtype if isinstance(feature, datasets.Value) else type(feature).__name__
             raise DataError(f"label column {c!r} of {source!r} holds {kind} values, not numbers: labels must be "
                             "0/1, -1/+1 or bool (> 0 means present); map the column to numbers or leave it out")
-    if isinstance(table.features.get(image_column), datasets.Image):
+    if isinstance(features.get(image_column), datasets.Image):
         table = table.cast_column(image_column, datasets.Image(decode=False))  # we decode, to count failures
-    table = table.select_columns([image_column] + label_columns)
+    if features:
+        table = table.select_columns([image_column] + label_columns)
+    if isinstance(table, datasets.IterableDataset):
+        splits = table.info.splits or {}
+        count = splits[split].num_examples if split in splits and splits[split].num_examples else None
+        if max_images is not None:
+            table, count = table.take(max_images), min(count or max_images, max_images)
+        if count is None:
+            raise DataError(f"the length of the streamed split {split!r} of {source!r} is unknown, and the cache "
+                            "is sized before streaming: pass --max-images N")
+        return table, count
     if isinstance(table.features.get(image_column), datasets.Image):  # inside zips every file is listed
         paths = [(v or {}).get("path") or "" for v in table[image_column]]
         keep = [k for k, p in enumerate(paths) if not p or p.split("::")[0].lower().endswith(IMAGE_EXTENSIONS)]
@@ -769,20 +787,21 @@ def _prepare_table(table, source, image_column, label_columns, max_images):
         table = table.select(range(min(max_images, len(table))))
     if len(table) == 0:
         raise DataError(f"{source!r} has no images: check the source and --split")
-    return table
+    return table, len(table)
 
 
-def _decode_into(table, image_column: str, res: int, pad: bool, out: np.ndarray) -> np.ndarray:
-    """Decode every row of `table`, writing the readable ones to out[0], out[1], ... in order; returns a bool
-    mask of the rows that decoded. Decodes a chunk at a time, so memory stays bounded at any data set size."""
+def _decode_into(rows, count: int, image_column: str, label_columns: list, res: int, pad: bool,
+                 out: np.ndarray) -> tuple[int, list, int]:
+    """Decode the images of `rows` (any iterable of dicts: a table or a stream) in order, writing the readable ones
+    to out[0], out[1], ... (at most `count`) -> (number written, their label rows, number of unreadable ones).
+    Decodes a chunk at a time in threads, so memory stays bounded at any data set size."""
     import datasets
     from tqdm import tqdm
 
     feature = datasets.Image()
 
-    def one(k):
+    def one(value):
         try:
-            value = table[k][image_column]
             if isinstance(value, dict):
                 value = feature.decode_example(value)
             elif isinstance(value, (bytes, str)):
@@ -793,46 +812,47 @@ def _decode_into(table, image_column: str, res: int, pad: bool, out: np.ndarray)
         except Exception:  # corrupt, truncated or unreadable: skipped and counted, never a crash mid-run
             return None
 
-    n, written = len(table), 0
-    ok = np.zeros(n, bool)
-    chunk = max(16, min(1024, 2**28 // (res * res * 3)))  # at most ~256 MiB of decoded images in flight
+    written, skipped, labels, rows = 0, 0, [], iter(rows)
+    size = max(16, min(1024, 2**28 // (res * res * 3)))  # at most ~256 MiB of decoded images in flight
     with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool, \
-            tqdm(total=n, unit="img", desc=f"decoding at {res}x{res}", disable=None) as bar:  # PIL frees the GIL
-        for start in range(0, n, chunk):
-            for k, image in enumerate(pool.map(one, range(start, min(start + chunk, n))), start):
-                if image is not None:
+            tqdm(total=count, unit="img", desc=f"decoding at {res}x{res}", disable=None) as bar:  # PIL frees the GIL
+        while written < count and (chunk := list(itertools.islice(rows, size))):
+            for row, image in zip(chunk, pool.map(one, [row[image_column] for row in chunk])):
+                if image is None:
+                    skipped += 1
+                elif written < count:  # a stream may hold more rows than its split info says
                     out[written] = image
-                    written, ok[k] = written + 1, True
+                    labels.append([row[c] for c in label_columns])
+                    written += 1
                 bar.update()
-    return ok
+    return written, labels, skipped
 
 
-def _real_dataset(source, res, *, mirror, max_images, pad, split, image_column, label_columns, cache_dir):
+def _real_dataset(source, res, *, mirror, max_images, pad, split, image_column, label_columns, cache_dir, stream):
     folder = Path(cache_dir).expanduser() if cache_dir else cache_root() / "data"
     label_columns = list(label_columns or [])
-    base, table = _source_id(source, split), None
-    if base is None:  # a Hub data set: datasets resolves the revision; its fingerprint follows the contents
-        table = _load_table(source, split, str(folder / "hf"))
-        base = f"hub-{source.replace('/', '-')}-{split}-{_short_hash(table._fingerprint)}"
     options = _short_hash(image_column, *label_columns)  # the columns read change the entry too
-    name = f"{base}-{options}-{res}" + ("-pad" if pad else "") + (f"-max{max_images}" if max_images else "")
+    name = f"{_source_id(source, split)}-{options}-{res}" + ("-pad" if pad else "") + \
+        (f"-max{max_images}" if max_images else "")
 
     def fill(out):
-        ok = _decode_into(rows, image_column, res, pad, out)
-        if not ok.any():
-            raise DataError(f"none of the {len(rows)} files in {source!r} could be read as an image: "
+        written, labels, skipped = _decode_into(rows, count, image_column, label_columns, res, pad, out)
+        if not written:
+            raise DataError(f"none of the {skipped} files in {source!r} could be read as an image: "
                             "check the files (corrupt? not images?)")
-        labels = np.stack([np.asarray(rows[c], np.float64) > 0 for c in label_columns], 1)[ok] \
-            if label_columns else np.zeros((int(ok.sum()), 0))
-        return int(ok.sum()), {"labels": labels.astype(np.float32), "skipped": np.int64((~ok).sum()),
-                               "attribute_names": np.array(label_columns, dtype=str)}
+        try:
+            labels = np.asarray(labels, np.float64).reshape(written, len(label_columns)) > 0
+        except (TypeError, ValueError):
+            raise DataError(f"label columns {', '.join(label_columns)} of {source!r} hold values that are not "
+                            "numbers: labels must be 0/1, -1/+1 or bool") from None
+        return written, {"labels": labels.astype(np.float32), "skipped": np.int64(skipped),
+                         "attribute_names": np.array(label_columns, dtype=str)}
 
     meta = _read_cache(folder, name, res)
     if meta is None:  # list the files (or rows) only when there is something to build
-        if table is None:
-            table = _load_table(source, split, str(folder / "hf"))
-        rows = _prepare_table(table, source, image_column, label_columns, max_images)
-        meta = _cached(folder, name, res, len(rows), source, fill)
+        table = _load_table(source, split, str(folder / "hf"), stream)
+        rows, count = _prepare_table(table, source, split, image_column, label_columns, max_images)
+        meta = _cached(folder, name, res, count, source, fill)
     skipped = int(meta["skipped"])
     if skipped:
         print(f"data: skipped {skipped} unreadable file(s) in {source}", file=sys.stderr)
@@ -879,7 +899,7 @@ def render_faces_labels(indices) -> np.ndarray:
 def make_dataset(source: str = "synthetic", resolution: int = 32, *, mirror: bool = False,
                  max_images: int | None = None, pad: bool = False, split: str = "train",
                  image_column: str = "image", label_columns: list[str] | None = None,
-                 cache_dir: str | None = None) -> ImageDataset:
+                 cache_dir: str | None = None, stream: bool = False) -> ImageDataset:
     """The one entry point for training and metrics data.
 
     source: "synthetic" (SYNTHETIC_DEFAULT_SIZE faces) or "synthetic:N"; a folder of images (searched
@@ -887,7 +907,9 @@ def make_dataset(source: str = "synthetic", resolution: int = 32, *, mirror: boo
             `split`, `image_column` and optional `label_columns`, 0/1 or -1/+1 or bool, > 0 meaning present).
     Real images are decoded once into the on-disk cache (cache_dir, default cache_root()/data), keyed by the
     source's contents, the resolution and crop/pad; every later call, in any process, memory-maps that one copy.
-    Unreadable files are skipped and counted in `num_skipped`. Synthetic faces are a pure function of their
+    Unreadable files are skipped and counted in `num_skipped`. A Hub data set is downloaded whole by `datasets`
+    before decoding, or with stream=True read over the network while it is decoded, so only the decoded copy
+    ever takes disk space (for data sets larger than the disk). Synthetic faces are a pure function of their
     index and render on the fly, costing neither memory nor disk; with an explicit cache_dir they are rendered
     once into it instead (worth it at 128 and up, where rendering is slower than a GPU trains)."""
     if not isinstance(source, str) or not source:
@@ -899,7 +921,7 @@ def make_dataset(source: str = "synthetic", resolution: int = 32, *, mirror: boo
         return _synthetic_dataset(source, res, mirror=mirror, max_images=max_images, cache_dir=cache_dir)
     res = _check_resolution(resolution, synthetic=False)
     return _real_dataset(source, res, mirror=mirror, max_images=max_images, pad=pad, split=split,
-                         image_column=image_column, label_columns=label_columns, cache_dir=cache_dir)
+                         image_column=image_column, label_columns=label_columns, cache_dir=cache_dir, stream=stream)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -979,16 +1001,152 @@ def _bench(sizes=(32, 64, 256), seconds: float = 3.0):
                   f"then DataLoader {m / (time.perf_counter() - t1):8.0f} img/s")
 
 
+def _bench_cache_read(sizes=(64, 256, 1024), seconds: float = 3.0, batch: int = 32):
+    """Random batches read from a warm cache in one single-threaded process (what one DataLoader worker does)."""
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as cache:
+        for res in sizes:
+            count = max(64, min(4096, 2**28 // (res * res * 3)))  # up to 256 MiB of pixels per size
+            name = f"bench-{res}"
+
+            def fill(out):  # faces rendered at up to 256 and repeated up to 1024: the content does not matter
+                small, _ = render_faces(np.arange(min(count, 256)), min(res, 256))
+                f = res // small.shape[1]
+                for i in range(count):
+                    out[i] = small[i % len(small)].repeat(f, 0).repeat(f, 1)
+                return count, {"labels": np.zeros((count, 0), np.float32)}
+
+            _cached(Path(cache), name, res, count, "a benchmark", fill)
+            ds = ImageDataset(name, res, count, images_path=str(Path(cache) / f"{name}.u8"))
+            rng = np.random.default_rng(0)
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                ds.__getitems__(rng.integers(0, count, batch).tolist())
+                n += batch
+            rate = n / (time.perf_counter() - t0)
+            print(f"cache read {res:4d}x{res:<4d} {rate:8.0f} img/s per core  {rate * res * res * 3 / 2**20:7.0f} "
+                  f"MiB/s  (random batches of {batch}, {count} images, page cache warm)")
+
+
+# The program that --bench-train launches for each training process: it runs train.py's main with a thread that
+# samples its own memory, and records when the first optimizer step returns; the results go to a JSON file.
+_TRAIN_PROBE = r"""
+import json, os, sys, threading, time
+t0 = time.time()
+peak = {"anon": 0, "file": 0, "tree_pss": 0}
+
+def kib(path, keys):
+    out = {}
+    try:
+        for line in open(path):
+            k, _, v = line.partition(":")
+            if k in keys:
+                out[k] = int(v.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+def sample():
+    while True:
+        s = kib("/proc/self/status", ("RssAnon", "RssFile"))
+        peak["anon"], peak["file"] = max(peak["anon"], s["RssAnon"]), max(peak["file"], s["RssFile"])
+        pids = [os.getpid()]
+        for t in os.listdir("/proc/self/task"):
+            try:
+                pids += [int(p) for p in open(f"/proc/self/task/{t}/children").read().split()]
+            except OSError:
+                pass
+        peak["tree_pss"] = max(peak["tree_pss"], sum(kib(f"/proc/{p}/smaps_rollup", ("Pss",)).get("Pss", 0)
+                                                     for p in pids))
+        time.sleep(0.2)
+
+threading.Thread(target=sample, daemon=True).start()
+import torch
+first = []
+adam_step = torch.optim.Adam.step
+def step(self, *a, **k):
+    out = adam_step(self, *a, **k)
+    if not first:
+        first.append(time.time() - t0)
+    return out
+torch.optim.Adam.step = step
+sys.path.insert(0, os.getcwd())
+import data
+import train
+timing = {}
+make_dataset = data.make_dataset
+def timed_make_dataset(*a, **k):
+    timing["data_start_s"] = time.time() - t0
+    out = make_dataset(*a, **k)
+    timing["data_s"] = time.time() - t0 - timing["data_start_s"]
+    return out
+data.make_dataset = timed_make_dataset
+try:
+    train.main(sys.argv[1:])
+finally:
+    hwm = kib("/proc/self/status", ("VmHWM",))["VmHWM"]
+    with open(os.environ["PROBE_OUT"] + "." + os.environ.get("RANK", "0"), "w") as f:
+        json.dump({"hwm": hwm, **peak, **timing, "first_step_s": first[0] if first else None,
+                   "wall_s": time.time() - t0}, f)
+"""
+
+
+def _bench_train(folders, code: str = ".", procs=(1, 2), runs: int = 2):
+    """Peak memory per training process and time to the first step, training at 128x128 on each folder.
+
+    Each configuration runs `runs` times in a row: with this code the first run builds the cache (when it is
+    not there yet) and the later ones map it warm. `code` is a folder with train.py and data.py, to compare two
+    versions of the code on the same data."""
+    import json
+    import subprocess
+
+    code = str(Path(code).resolve())
+    print(f"# code {code}; {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}; MiB per process "
+          "(max over ranks): VmHWM, peak RssAnon, peak RssFile, peak PSS of the rank and its DataLoader workers")
+    print("times in s, max over ranks: make_dataset; first optimizer step after process start, and after the call "
+          "to make_dataset; the whole run")
+    print(f"{'images':>7} {'procs':>5} {'run':>3} {'VmHWM':>7} {'anon':>7} {'file':>7} {'PSS+wk':>7} "
+          f"{'data':>6} {'step':>6} {'step-data':>9} {'wall':>6}")
+    for folder in folders:
+        count = sum(1 for f in Path(folder).rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        for nproc in procs:
+            for run in range(runs):
+                with tempfile.TemporaryDirectory() as tmp:
+                    args = ["--data", str(folder), "--resolution", "128", "--start-res", "128", "--kimg", "0.032",
+                            "--batch", "16", "--tick-kimg", "0.032", "--snap-kimg", "1", "--outdir", tmp]
+                    launch = [sys.executable] if nproc == 1 else [
+                        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                        "--master_port", str(29500 + os.getpid() % 1000), "--no-python", sys.executable]
+                    proc = subprocess.run([*launch, "-c", _TRAIN_PROBE, *args], cwd=code, capture_output=True,
+                                          text=True, env={**os.environ, "PROBE_OUT": f"{tmp}/probe"})
+                    if proc.returncode:
+                        raise RuntimeError(f"training failed:\n{proc.stderr[-3000:]}")
+                    ranks = [json.loads(p.read_text()) for p in Path(tmp).glob("probe.*")]
+                mib = lambda key: max(r[key] for r in ranks) / 2**20  # noqa: E731
+                longest = lambda key: max(r[key] for r in ranks)  # noqa: E731
+                print(f"{count:7d} {nproc:5d} {run + 1:3d} {mib('hwm'):7.0f} {mib('anon'):7.0f} {mib('file'):7.0f} "
+                      f"{mib('tree_pss'):7.0f} {longest('data_s'):6.1f} {longest('first_step_s'):6.1f} "
+                      f"{max(r['first_step_s'] - r['data_start_s'] for r in ranks):9.1f} {longest('wall_s'):6.1f}",
+                      flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", metavar="PNG", help="save a labelled grid of synthetic faces")
     parser.add_argument("--seeds", default="0-31", help="face indices for --grid, e.g. 0-31 or 3,5,7")
     parser.add_argument("--res", type=int, default=64, help="resolution of the faces in --grid")
     parser.add_argument("--stats", type=int, metavar="N", help="attribute frequencies over faces 0..N-1")
-    parser.add_argument("--bench", action="store_true", help="images/s of synthetic faces and folder loading")
+    parser.add_argument("--bench", action="store_true", help="images/s of synthetic faces, folder loading and cache reads")
+    parser.add_argument("--bench-train", nargs="+", metavar="FOLDER",
+                        help="peak memory per process and time to the first step, training at 128x128 on each folder")
+    parser.add_argument("--procs", default="1,2", help="--bench-train: process counts (torchrun above 1)")
+    parser.add_argument("--runs", type=int, default=2, help="--bench-train: runs of each configuration (the first "
+                                                            "may build the cache, the later ones map it)")
+    parser.add_argument("--code", default=".", help="--bench-train: the folder whose train.py runs (to compare two "
+                                                    "versions of the code)")
     args = parser.parse_args(argv)
-    if not (args.grid or args.stats or args.bench):
-        parser.error("nothing to do: pass --grid PNG, --stats N or --bench")
+    if not (args.grid or args.stats or args.bench or args.bench_train):
+        parser.error("nothing to do: pass --grid PNG, --stats N, --bench or --bench-train FOLDER")
     if args.grid:
         from common import parse_seeds
         face_grid(parse_seeds(args.seeds), _check_render_resolution(args.res)).save(args.grid, optimize=True)
@@ -1002,6 +1160,9 @@ def main(argv=None):
         print(f"largest |correlation| between two attributes: {off.max():.3f} ({ATTRIBUTES[i]}, {ATTRIBUTES[j]})")
     if args.bench:
         _bench()
+        _bench_cache_read()
+    if args.bench_train:
+        _bench_train(args.bench_train, args.code, [int(p) for p in args.procs.split(",")], args.runs)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ class TrainConfig:
     max_images: int | None = None  # limit the data set size
     pad: bool = False  # pad non-square images to a square with black instead of centre-cropping them
     cache_dir: str | None = None  # decoded-image cache; None = data.cache_root()/data
+    stream: bool = False  # build the cache from a Hub data set streamed over the network, never downloaded whole
     cpu: bool = False  # train on the CPU even where a GPU is available
     channels_last: bool = True  # NHWC memory layout: the same maths, faster convolutions (docs/benchmarks.md)
 
@@ -242,7 +243,7 @@ def make_config(args) -> TrainConfig:
     net = PRESETS[preset["network"]].to_dict()
     for k in ("kimg", "start_res", "fade_kimg", "stable_kimg", "gamma", "loss", "style_mixing", "ema_kimg",
               "mixed_precision", "seed", "tick_kimg", "snap_kimg", "workers", "r1_interval", "max_images", "cpu",
-              "ema_rampup", "channels_last", "pad", "cache_dir"):
+              "ema_rampup", "channels_last", "pad", "cache_dir", "stream"):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)
@@ -314,7 +315,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     device = accel.device
 
     dataset = data_module.make_dataset(cfg.data, cfg.network["resolution"], max_images=cfg.max_images, pad=cfg.pad,
-                                       cache_dir=cfg.cache_dir)
+                                       cache_dir=cfg.cache_dir, stream=cfg.stream)
     net_cfg = NetworkConfig.from_dict(cfg.network)
     set_seed(cfg.seed)  # the same initial networks on every process, whatever their number
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -577,6 +578,8 @@ def parse_args(argv=None):
                    help="pad non-square images to a square with black (default: centre-crop)")
     p.add_argument("--cache-dir", dest="cache_dir",
                    help="decoded-image cache (default: $STYLEGAN_CACHE/data, else ~/.cache/stylegan-pytorch/data)")
+    p.add_argument("--stream", action="store_true", default=None,
+                   help="Hub data: stream it into the cache, never downloaded whole (for sets larger than the disk)")
     p.add_argument("--name", help="run folder name after its number (default: data-resolution-preset)")
     return p.parse_args(argv)
 

@@ -431,9 +431,46 @@ def test_hub_labels_must_be_numeric():
     import datasets
 
     table = datasets.Dataset.from_dict({"image": [b"x", b"y"], "smiling": [1, -1], "hair": ["blond", "dark"]})
-    assert data._prepare_table(table, "user/faces", "image", ["smiling"], None).column_names == ["image", "smiling"]
+    rows, count = data._prepare_table(table, "user/faces", "train", "image", ["smiling"], None)
+    assert rows.column_names == ["image", "smiling"] and count == 2
     with pytest.raises(data.DataError, match="label column 'hair' of 'user/faces' holds string values, not numbers"):
-        data._prepare_table(table, "user/faces", "image", ["smiling", "hair"], None)
+        data._prepare_table(table, "user/faces", "train", "image", ["smiling", "hair"], None)
+
+
+def test_streamed_hub_data_equals_downloaded(tmp_path, monkeypatch):
+    # A Hub data set stand-in (the tests never go online): five images as bytes, one of them corrupt, and labels.
+    import io
+
+    import datasets
+
+    blobs = []
+    for k in range(5):
+        buf = io.BytesIO()
+        Image.fromarray(np.full((20, 30, 3), 40 * k, np.uint8)).save(buf, "PNG")
+        blobs.append(buf.getvalue() if k != 2 else b"not an image")
+    table = datasets.Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in blobs],
+                                       "smiling": [1, -1, 1, -1, 1]},
+                                      features=datasets.Features({"image": datasets.Image(),
+                                                                  "smiling": datasets.Value("int64")}))
+    calls = []
+
+    def load_dataset(name, split, streaming=False, cache_dir=None):
+        calls.append((name, split, streaming))
+        return table.to_iterable_dataset() if streaming else table
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    kwargs = dict(label_columns=["smiling"], max_images=5)
+    downloaded = data.make_dataset("user/faces", 16, cache_dir=str(tmp_path / "a"), **kwargs)
+    streamed = data.make_dataset("user/faces", 16, cache_dir=str(tmp_path / "b"), stream=True, **kwargs)
+    assert calls == [("user/faces", "train", False), ("user/faces", "train", True)]
+    assert streamed.name == downloaded.name and len(streamed) == 4 and streamed.num_skipped == 1
+    assert [torch.equal(streamed[k][0], downloaded[k][0]) for k in range(4)] == [True] * 4
+    assert [streamed[k][1].tolist() for k in range(4)] == [[1.0], [0.0], [0.0], [1.0]]
+    assert streamed[3][0].float().mean() == 160  # the fifth image, in its place after the skipped one
+    with pytest.raises(data.DataError, match="length of the streamed split 'train' .* unknown.*--max-images"):
+        data.make_dataset("user/faces", 16, cache_dir=str(tmp_path / "c"), stream=True)
+    data.make_dataset("user/faces", 16, cache_dir=str(tmp_path / "b"), stream=True, **kwargs)
+    assert len(calls) == 3  # the third call asked for a length; a cache hit contacts nothing
 
 
 def test_zip_loading_matches_folder(image_folder, tmp_path):

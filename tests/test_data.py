@@ -421,7 +421,8 @@ def test_cache_refuses_when_the_disk_is_too_small(image_folder, tmp_path, monkey
     import shutil
 
     monkeypatch.setattr(data.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 100, 100))
-    with pytest.raises(data.DataError, match=r"needs 21.0 MiB for 7 images at 1024x1024 but .* has only 0.0 MiB free") as e:
+    message = r"needs 21.0 MiB for 7 images at 1024x1024 but .* has only 0.0 MiB free"
+    with pytest.raises(data.DataError, match=message) as e:
         data.make_dataset(str(image_folder), 1024, cache_dir=str(tmp_path))
     assert "\n" not in str(e.value) and "--cache-dir" in str(e.value)
     assert not list(tmp_path.glob("*.u8*"))

@@ -124,7 +124,8 @@ def test_cli_on_a_folder_of_pngs(tmp_path):
     out = tmp_path / "runs"
     proc = subprocess.run([sys.executable, "train.py", "--data", str(folder), "--resolution", "8", "--kimg", "0.064",
                            "--batch", "8", "--workers", "0", "--outdir", str(out), "--tick-kimg", "0.032",
-                           "--snap-kimg", "0.064", "--pad", "--cache-dir", str(tmp_path / "cache")], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           "--snap-kimg", "0.064", "--pad", "--cache-dir", str(tmp_path / "cache")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})  # what `accelerate launch` exports by default
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "sec/kimg per resolution" in proc.stdout

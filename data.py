@@ -1075,10 +1075,17 @@ def step(self, *a, **k):
         first.append(time.time() - t0)
     return out
 torch.optim.Adam.step = step
+from torch.utils.data import dataloader
+next_batch = dataloader._BaseDataLoaderIter.__next__
+def timed_next(self):
+    out = next_batch(self)
+    timing.setdefault("first_batch_s", time.time() - t0)
+    return out
+dataloader._BaseDataLoaderIter.__next__ = timed_next
+timing = {}
 sys.path.insert(0, os.getcwd())
 import data
 import train
-timing = {}
 make_dataset = data.make_dataset
 def timed_make_dataset(*a, **k):
     timing["data_start_s"] = time.time() - t0
@@ -1108,10 +1115,10 @@ def _bench_train(folders, code: str = ".", procs=(1, 2), runs: int = 2):
     code = str(Path(code).resolve())
     print(f"# code {code}; {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}; MiB per process "
           "(max over ranks): VmHWM, peak RssAnon, peak RssFile, peak PSS of the rank and its DataLoader workers")
-    print("times in s, max over ranks: make_dataset; first optimizer step after process start, and after the call "
-          "to make_dataset; the whole run")
+    print("times in s, max over ranks: make_dataset; from its call to the first batch out of the DataLoader; first "
+          "optimizer step after process start, and after the call to make_dataset; the whole run")
     print(f"{'images':>7} {'procs':>5} {'run':>3} {'VmHWM':>7} {'anon':>7} {'file':>7} {'PSS+wk':>7} "
-          f"{'data':>6} {'step':>6} {'step-data':>9} {'wall':>6}")
+          f"{'data':>6} {'batch':>6} {'step':>6} {'step-data':>9} {'wall':>6}")
     for folder in folders:
         count = sum(1 for f in Path(folder).rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
         for nproc in procs:
@@ -1130,7 +1137,8 @@ def _bench_train(folders, code: str = ".", procs=(1, 2), runs: int = 2):
                 mib = lambda key: max(r[key] for r in ranks) / 2**20  # noqa: E731
                 longest = lambda key: max(r[key] for r in ranks)  # noqa: E731
                 print(f"{count:7d} {nproc:5d} {run + 1:3d} {mib('hwm'):7.0f} {mib('anon'):7.0f} {mib('file'):7.0f} "
-                      f"{mib('tree_pss'):7.0f} {longest('data_s'):6.1f} {longest('first_step_s'):6.1f} "
+                      f"{mib('tree_pss'):7.0f} {longest('data_s'):6.1f} "
+                      f"{max(r['first_batch_s'] - r['data_start_s'] for r in ranks):6.1f} {longest('first_step_s'):6.1f} "
                       f"{max(r['first_step_s'] - r['data_start_s'] for r in ranks):9.1f} {longest('wall_s'):6.1f}",
                       flush=True)
 

@@ -60,8 +60,11 @@ SVC_PARAMS = dict(penalty="l2", loss="squared_hinge", dual=True, tol=1e-4, C=1.0
 
 
 def cache_dir() -> Path:
-    """Where real-image statistics and attribute classifiers are kept: $STYLEGAN_CACHE or ~/.cache/stylegan-pytorch."""
-    return Path(os.environ.get("STYLEGAN_CACHE") or Path.home() / ".cache" / "stylegan-pytorch")
+    """Where real-image statistics and attribute classifiers are kept: $STYLEGAN_CACHE or ~/.cache/stylegan-pytorch,
+    beside the decoded data sets (data.cache_root)."""
+    import data as data_module
+
+    return data_module.cache_root()
 
 
 def _safe_name(text: str) -> str:
@@ -649,11 +652,15 @@ def load_classifier(dataset_name: str, resolution: int, device="cpu") -> tuple[A
     return net.to(device).eval().requires_grad_(False), info
 
 
-def attribute_classifier(data: str, resolution: int, device="cpu", progress: bool = True, **train_kwargs):
+def attribute_classifier(data: str, resolution: int, device="cpu", progress: bool = True, pad: bool = False,
+                         cache_dir: str | None = None, **train_kwargs):
     """The cached classifier for `data` at `resolution`, training and saving one the first time."""
     import data as data_module
 
-    dataset = data_module.make_dataset(data, resolution=resolution)
+    dataset = data_module.make_dataset(data, resolution=resolution, pad=pad, cache_dir=cache_dir)
+    if not dataset.attribute_names:
+        raise data_module.DataError(f"{data!r} has no labels to train attribute classifiers on: pass --data "
+                                    "synthetic (or a labelled data set) for ls")
     found = load_classifier(dataset.name, resolution, device)
     if found is not None:
         return found
@@ -759,8 +766,10 @@ def main(argv=None):
                                                         "under runs/)")
     parser.add_argument("--num", type=int_at_least(2), default=None, help="samples for every metric (default: PPL 100k pairs, ls "
                                                               "200k images, fidN N images)")
-    parser.add_argument("--data", default="synthetic", help="real images for FID and labelled images for the "
-                                                            "separability classifiers (data.make_dataset source)")
+    parser.add_argument("--data", default=None, help="real images for FID and labelled images for the separability "
+                                                     "classifiers (data.make_dataset source; default: the data the "
+                                                     "network was trained on, else synthetic)")
+    parser.add_argument("--cache-dir", dest="cache_dir", help="decoded-image cache (default: as train.py's)")
     parser.add_argument("--seed", type=seed_type, default=0, help="random seed of the generated samples")
     parser.add_argument("--batch", type=int_at_least(1), default=32, help="samples (PPL: pairs) per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
@@ -776,6 +785,9 @@ def main(argv=None):
     G = load_network(network, device)
     main_proc = state.is_main_process
     crop = ppl_crop_default(G) if args.crop is None else args.crop
+    trained_on = G.meta  # what train.py recorded (or a converted network's metadata)
+    data = args.data or trained_on.get("data") or "synthetic"
+    pad = bool(trained_on.get("pad", False)) and data == trained_on.get("data")  # crop or pad, as in training
 
     rows, entries = [], {}
     common_info = {"seed": args.seed, "network": str(network)}
@@ -792,7 +804,8 @@ def main(argv=None):
             rows.append((name, value, seconds, num))
         elif name == "ls":
             try:
-                classifier, info = attribute_classifier(args.data, G.cfg.resolution, device, progress=main_proc)
+                classifier, info = attribute_classifier(data, G.cfg.resolution, device, progress=main_proc, pad=pad,
+                                                        cache_dir=args.cache_dir)
             except Exception as e:
                 _reraise_data_error(e)
             t1 = time.time()
@@ -812,7 +825,8 @@ def main(argv=None):
             try:
                 import data as data_module
 
-                dataset = data_module.make_dataset(args.data, resolution=G.cfg.resolution)
+                dataset = data_module.make_dataset(data, resolution=G.cfg.resolution, pad=pad,
+                                                   cache_dir=args.cache_dir)
             except Exception as e:
                 _reraise_data_error(e)
             mirror = trained_with_mirror(G)

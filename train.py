@@ -88,6 +88,9 @@ class TrainConfig:
     workers: int = 2
     network: dict = field(default_factory=dict)  # NetworkConfig as a dict
     max_images: int | None = None  # limit the data set size
+    pad: bool = False  # pad non-square images to a square with black instead of centre-cropping them
+    cache_dir: str | None = None  # decoded-image cache; None = data.cache_root()/data
+    stream: bool = False  # build the cache from a Hub data set streamed over the network, never downloaded whole
     cpu: bool = False  # train on the CPU even where a GPU is available
     channels_last: bool = True  # NHWC memory layout: the same maths, faster convolutions (docs/benchmarks.md)
 
@@ -399,7 +402,7 @@ def make_config(args) -> TrainConfig:
     net = PRESETS[preset["network"]].to_dict()
     for k in ("kimg", "start_res", "fade_kimg", "stable_kimg", "gamma", "loss", "style_mixing", "ema_kimg",
               "mixed_precision", "seed", "tick_kimg", "snap_kimg", "workers", "r1_interval", "r1_scaling",
-              "max_images", "cpu", "ema_rampup", "channels_last"):
+              "max_images", "cpu", "ema_rampup", "channels_last", "pad", "cache_dir", "stream"):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)
@@ -470,7 +473,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     rank, world, main = accel.process_index, accel.num_processes, accel.is_main_process
     device = accel.device
 
-    dataset = data_module.make_dataset(cfg.data, cfg.network["resolution"], max_images=cfg.max_images)
+    dataset = data_module.make_dataset(cfg.data, cfg.network["resolution"], max_images=cfg.max_images, pad=cfg.pad,
+                                       cache_dir=cfg.cache_dir, stream=cfg.stream)
     net_cfg = NetworkConfig.from_dict(cfg.network)
     set_seed(cfg.seed)  # the same initial networks on every process, whatever their number
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -562,7 +566,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
             try:
                 save_network(G_ema, run_dir / "network", extra={"kimg": cur_nimg / 1000, "final": final,
                                                               "data": cfg.data, "run": run_dir.name,
-                                                              "preset": cfg.preset, "mirror": cfg.mirror})
+                                                              "preset": cfg.preset, "mirror": cfg.mirror,
+                                                              "pad": cfg.pad})
             except WRITE_ERRORS as e:  # each file is written atomically: the previous network stays whole
                 why = write_error(e)
             if why is not None:
@@ -765,6 +770,12 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int_at_least(0), default=0,
                    help="CPU threads per process (default: the cores divided among this machine's processes)")
     p.add_argument("--max-images", dest="max_images", type=int_at_least(1), help="use only the first N images of the data")
+    p.add_argument("--pad", action="store_true", default=None,
+                   help="pad non-square images to a square with black (default: centre-crop)")
+    p.add_argument("--cache-dir", dest="cache_dir",
+                   help="decoded-image cache (default: $STYLEGAN_CACHE/data, else ~/.cache/stylegan-pytorch/data)")
+    p.add_argument("--stream", action="store_true", default=None,
+                   help="Hub data: stream it into the cache, never downloaded whole (for sets larger than the disk)")
     p.add_argument("--name", help="run folder name after its number (default: data-resolution-preset)")
     return p.parse_args(argv)
 
@@ -782,6 +793,8 @@ def main(argv=None):
             cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
             if args.kimg is not None:
                 cfg.kimg = args.kimg
+            if args.cache_dir is not None:  # the cache may live elsewhere on the machine that resumes
+                cfg.cache_dir = args.cache_dir
             from accelerate import PartialState
 
             state = PartialState(cpu=use_cpu(cfg))

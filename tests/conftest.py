@@ -30,6 +30,18 @@ def make_tiny_generator(seed: int = 0, cfg: NetworkConfig = TINY) -> Generator:
     return G.eval()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Every test (and the scripts it starts) caches data sets in a temporary folder, never in ~/.cache."""
+    old = os.environ.get("STYLEGAN_CACHE")
+    os.environ["STYLEGAN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        del os.environ["STYLEGAN_CACHE"]
+    else:
+        os.environ["STYLEGAN_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_network(tmp_path_factory) -> Path:
     """A saved random tiny network folder (config.json + model.safetensors), laid out as train.py writes it."""

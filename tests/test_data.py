@@ -221,7 +221,7 @@ def test_synthetic_dataset_items_labels_and_mirror(tmp_path):
 def test_synthetic_cache_and_workers(tmp_path):
     live = data.make_dataset("synthetic:40", 16)
     cached = data.make_dataset("synthetic:40", 16, cache_dir=str(tmp_path))
-    assert (tmp_path / "synthetic-40-16.npy").exists()
+    assert (tmp_path / "synthetic-40-16.u8").exists()
     assert len(pickle.dumps(cached)) < 20_000  # the memory map is reopened in workers, not copied
     loader = torch.utils.data.DataLoader(cached, batch_size=8, num_workers=2)
     images = torch.cat([b[0] for b in loader])
@@ -303,16 +303,175 @@ def test_folder_loading(image_folder, tmp_path):
     assert len(data.make_dataset(str(image_folder), 16, max_images=3, cache_dir=str(tmp_path / "cache"))) <= 3
 
 
-def test_folder_in_memory_and_name_tracks_contents(image_folder, tmp_path, monkeypatch):
+def test_folder_default_cache_and_name_tracks_contents(image_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEGAN_CACHE", str(tmp_path / "default"))
+    ds = data.make_dataset(str(image_folder), 16)  # no cache_dir: the default location
+    check_folder_images(ds)
+    assert [p.name for p in (tmp_path / "default" / "data").glob("*.u8")] == [ds.name + ".u8"]
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image_folder / "h_new.png")
+    ds2 = data.make_dataset(str(image_folder), 16)
+    assert ds2.name != ds.name and len(ds2) == len(ds) + 1
+
+
+def direct_decode(folder, res, pad=False):
+    """Every readable image under folder through _square_resize alone, with no cache: the reference."""
+    out = []
+    for f in sorted(folder.rglob("*")):
+        try:
+            with Image.open(f) as im:
+                out.append(data._square_resize(im, res, pad))
+        except Exception:
+            pass
+    return out
+
+
+def as_arrays(ds):
+    return [ds[k][0].permute(1, 2, 0).numpy() for k in range(len(ds))]
+
+
+def test_cache_reads_back_exactly_what_a_direct_decode_gives(image_folder, tmp_path):
+    for pad in (False, True):
+        built = data.make_dataset(str(image_folder), 16, pad=pad, cache_dir=str(tmp_path))
+        mapped = data.make_dataset(str(image_folder), 16, pad=pad, cache_dir=str(tmp_path))  # a cache hit
+        reference = direct_decode(image_folder, 16, pad)
+        assert len(reference) == 6 and built.num_skipped == mapped.num_skipped == 1  # the corrupt PNG, counted
+        key = lambda im: im.tobytes()  # noqa: E731  (the order of the rows is imagefolder's, not sorted)
+        assert sorted(map(key, as_arrays(built))) == sorted(map(key, reference))
+        assert [key(im) for im in as_arrays(mapped)] == [key(im) for im in as_arrays(built)]
+        assert isinstance(mapped._array(), np.memmap) and mapped._array().dtype == np.uint8
+
+
+def test_killed_or_damaged_build_is_rebuilt_not_trusted(image_folder, tmp_path, capfd):
+    import signal
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    # A build killed (SIGKILL: no cleanup runs) after three images have been written.
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(data.Path(data.__file__).parent)!r})
+import data
+real, calls = data._square_resize, []
+def dying(*a):
+    calls.append(1)
+    if len(calls) == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*a)
+data._square_resize = dying
+data._decode_into.__globals__["os"].cpu_count = lambda: 1  # one thread: a deterministic point of death
+data.make_dataset({str(image_folder)!r}, 16, cache_dir={str(cache)!r})
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    assert list(cache.glob("*.u8.tmp")) and not list(cache.glob("*.meta.npz"))  # half-written, never completed
+    reference = sorted(im.tobytes() for im in direct_decode(image_folder, 16))
+    capfd.readouterr()
+    ds = data.make_dataset(str(image_folder), 16, cache_dir=str(cache))
+    assert "data: caching" in capfd.readouterr().err  # rebuilt
+    assert sorted(im.tobytes() for im in as_arrays(ds)) == reference
+    assert not list(cache.glob("*.tmp*"))
+    # Pixels cut short, or pixels without their meta file: both rebuilt, neither read.
+    pixels = cache / f"{ds.name}.u8"
+    for damage in (lambda: pixels.write_bytes(pixels.read_bytes()[:-5]),
+                   lambda: (cache / f"{ds.name}.meta.npz").unlink()):
+        damage()
+        again = data.make_dataset(str(image_folder), 16, cache_dir=str(cache))
+        assert "data: caching" in capfd.readouterr().err
+        assert sorted(im.tobytes() for im in as_arrays(again)) == reference
+    data.make_dataset(str(image_folder), 16, cache_dir=str(cache))
+    assert "data: caching" not in capfd.readouterr().err  # complete now: mapped, not rebuilt
+
+
+def test_two_processes_build_one_cache(image_folder, tmp_path):
+    import subprocess
+    import sys
+
+    cache, go = tmp_path / "cache", tmp_path / "go"
+    # Both processes start decoding at the same moment (a file barrier) and decoding is slowed to ~1 s, so without
+    # the lock both would build.
+    script = f"""
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {str(data.Path(data.__file__).parent)!r})
+import data
+real = data._square_resize
+data._square_resize = lambda *a: (time.sleep(0.3), real(*a))[1]
+Path({str(tmp_path)!r}, "ready-" + sys.argv[1]).touch()
+while not Path({str(go)!r}).exists():
+    time.sleep(0.01)
+ds = data.make_dataset({str(image_folder)!r}, 16, cache_dir={str(cache)!r})
+print(ds.name, len(ds), ds.num_skipped)
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    deadline = __import__("time").time() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 2 and __import__("time").time() < deadline:
+        __import__("time").sleep(0.01)
+    go.touch()
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    err = "".join(e for _, e in outs)
+    assert err.count("data: caching") == 1, err  # one build ...
+    assert outs[0][0] == outs[1][0] and outs[0][0].split()[1:] == ["6", "1"]  # ... the same data for both
+    assert len(list(cache.glob("*.u8"))) == 1 and not list(cache.glob("*.tmp*"))
+
+
+def test_cache_refuses_when_the_disk_is_too_small(image_folder, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(data.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 100, 100))
+    message = r"needs 21.0 MiB for 7 images at 1024x1024 but .* has only 0.0 MiB free"
+    with pytest.raises(data.DataError, match=message) as e:
+        data.make_dataset(str(image_folder), 1024, cache_dir=str(tmp_path))
+    assert "\n" not in str(e.value) and "--cache-dir" in str(e.value)
+    assert not list(tmp_path.glob("*.u8*"))
+
+
+def test_hub_labels_must_be_numeric():
     import datasets
 
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")  # keep ~/.cache clean
-    ds = data.make_dataset(str(image_folder), 16)  # no cache_dir: decoded into memory
-    check_folder_images(ds)
-    assert not list((tmp_path / "hf").rglob("*.npy"))
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image_folder / "h_new.png")
-    ds2 = data.make_dataset(str(image_folder), 16, cache_dir=str(tmp_path / "c1"))
-    assert ds2.name != ds.name and len(ds2) == len(ds) + 1
+    table = datasets.Dataset.from_dict({"image": [b"x", b"y"], "smiling": [1, -1], "hair": ["blond", "dark"]})
+    rows, count = data._prepare_table(table, "user/faces", "train", "image", ["smiling"], None)
+    assert rows.column_names == ["image", "smiling"] and count == 2
+    with pytest.raises(data.DataError, match="label column 'hair' of 'user/faces' holds string values, not numbers"):
+        data._prepare_table(table, "user/faces", "train", "image", ["smiling", "hair"], None)
+
+
+def test_streamed_hub_data_equals_downloaded(tmp_path, monkeypatch):
+    # A Hub data set stand-in (the tests never go online): five images as bytes, one of them corrupt, and labels.
+    import io
+
+    import datasets
+
+    blobs = []
+    for k in range(5):
+        buf = io.BytesIO()
+        Image.fromarray(np.full((20, 30, 3), 40 * k, np.uint8)).save(buf, "PNG")
+        blobs.append(buf.getvalue() if k != 2 else b"not an image")
+    table = datasets.Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in blobs],
+                                       "smiling": [1, -1, 1, -1, 1]},
+                                      features=datasets.Features({"image": datasets.Image(),
+                                                                  "smiling": datasets.Value("int64")}))
+    calls = []
+
+    def load_dataset(name, split, streaming=False, cache_dir=None):
+        calls.append((name, split, streaming))
+        return table.to_iterable_dataset() if streaming else table
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    kwargs = dict(label_columns=["smiling"], max_images=5)
+    downloaded = data.make_dataset("user/faces", 16, cache_dir=str(tmp_path / "a"), **kwargs)
+    streamed = data.make_dataset("user/faces", 16, cache_dir=str(tmp_path / "b"), stream=True, **kwargs)
+    assert calls == [("user/faces", "train", False), ("user/faces", "train", True)]
+    assert streamed.name == downloaded.name and len(streamed) == 4 and streamed.num_skipped == 1
+    assert [torch.equal(streamed[k][0], downloaded[k][0]) for k in range(4)] == [True] * 4
+    assert [streamed[k][1].tolist() for k in range(4)] == [[1.0], [0.0], [0.0], [1.0]]
+    assert streamed[3][0].float().mean() == 160  # the fifth image, in its place after the skipped one
+    with pytest.raises(data.DataError, match="length of the streamed split 'train' .* unknown.*--max-images"):
+        data.make_dataset("user/faces", 16, cache_dir=str(tmp_path / "c"), stream=True)
+    data.make_dataset("user/faces", 16, cache_dir=str(tmp_path / "b"), stream=True, **kwargs)
+    assert len(calls) == 3  # the third call asked for a length; a cache hit contacts nothing
 
 
 def test_zip_loading_matches_folder(image_folder, tmp_path):

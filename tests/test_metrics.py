@@ -555,6 +555,23 @@ def test_cli_bad_input(argv, message, capsys, tiny_network):
     assert e.value.code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
+def test_data_defaults_to_what_the_network_was_trained_on(tmp_path, capsys):
+    from PIL import Image
+
+    from model import save_network
+
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16, 3), 60 * i, np.uint8)).save(folder / f"{i}.png")
+    network = tmp_path / "network"
+    save_network(make_tiny_generator(), network, extra={"data": str(folder), "pad": False})
+    with pytest.raises(SystemExit) as e:  # ls needs labels: the folder the network was trained on has none
+        metrics.run_cli(metrics.main, ["--metrics", "ls", "--num", "24", "--network", str(network)])
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the cache's progress lines, one error line
+    assert e.value.code == 2 and last.startswith("error: ") and f"{str(folder)!r} has no labels" in last
+
+
 def test_cli_bad_input_subprocess():
     r = subprocess.run([sys.executable, "metrics.py", "--metrics", "ppl_wend,fid", "--network", "/nonexistent"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)

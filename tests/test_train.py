@@ -168,7 +168,8 @@ def test_cli_on_a_folder_of_pngs(tmp_path):
     out = tmp_path / "runs"
     proc = subprocess.run([sys.executable, "train.py", "--data", str(folder), "--resolution", "8", "--kimg", "0.064",
                            "--batch", "8", "--workers", "0", "--outdir", str(out), "--tick-kimg", "0.032",
-                           "--snap-kimg", "0.064"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           "--snap-kimg", "0.064", "--pad", "--cache-dir", str(tmp_path / "cache")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})  # what `accelerate launch` exports by default
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "sec/kimg per resolution" in proc.stdout
@@ -176,6 +177,10 @@ def test_cli_on_a_folder_of_pngs(tmp_path):
     assert f"{len(os.sched_getaffinity(0))} CPU threads per process" in proc.stdout, proc.stdout[-500:]
     run = next(out.iterdir())
     assert run.name.startswith("00000-imgs-8") and (run / "network" / "model.safetensors").is_file()
+    # decoded once, padded, into --cache-dir; the network records what it was trained on, for metrics.py
+    assert [p.name.endswith("-8-pad.u8") for p in (tmp_path / "cache").glob("*.u8")] == [True]
+    meta = json.loads((run / "network" / "config.json").read_text())
+    assert meta["data"] == str(folder) and meta["pad"] is True
 
 
 def test_cpu_threads_share_the_cores_among_local_processes(monkeypatch):

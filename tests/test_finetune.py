@@ -165,7 +165,7 @@ def test_cli_finetunes_a_folder_of_pngs_at_the_network_resolution(source_run, tm
     out = tmp_path / "runs"
     proc = subprocess.run([sys.executable, "train.py", "--init", str(source_run / "network"), "--preset", "finetune",
                            "--data", str(folder), "--kimg", "0.032", "--batch", "8", "--workers", "0", "--outdir",
-                           str(out), "--diffaugment", "color,translation,cutout"],
+                           str(out), "--diffaugment", "color,translation,cutout", "--threads", "1"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "D starts from random weights" in proc.stdout and "sec/kimg per resolution" in proc.stdout

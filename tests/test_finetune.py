@@ -166,7 +166,7 @@ def test_cli_finetunes_a_folder_of_pngs_at_the_network_resolution(source_run, tm
     proc = subprocess.run([sys.executable, "train.py", "--init", str(source_run / "network"), "--preset", "finetune",
                            "--data", str(folder), "--kimg", "0.032", "--batch", "8", "--workers", "0", "--outdir",
                            str(out), "--diffaugment", "color,translation,cutout", "--threads", "1"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "D starts from random weights" in proc.stdout and "sec/kimg per resolution" in proc.stdout
     run = next(out.iterdir())
@@ -184,6 +184,6 @@ def test_cli_bad_init_is_one_line(source_run, tmp_path):
                       (["--init", str(tmp_path / "notes.safetensors")], "not a valid safetensors file"),
                       (["--init", str(source_run), "--resume", str(source_run)], "pass one of them")):
         proc = subprocess.run([sys.executable, "train.py", "--outdir", str(tmp_path / "o"), "--data", "synthetic:64",
-                               "--workers", "0", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                               "--workers", "0", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert msg in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr

@@ -6,6 +6,7 @@ The same code runs on one CPU, one GPU, several GPUs and several machines:
     accelerate launch train.py --data ~/ffhq --preset ffhq256   # the paper's settings at 256x256
     torchrun --nproc_per_node 2 train.py --kimg 20              # two CPU processes (gloo)
     accelerate launch train.py --resume runs/00003-synthetic-32-cpu
+    accelerate launch train.py --init runs/00003-synthetic-32-cpu --data ~/few --preset finetune  # docs/finetune.md
 
 Everything that changes during training (resolution, fade-in alpha, batch size, learning rate) is a pure function of
 the number of real images shown so far, `cur_nimg` (as in the official code), so a resumed run needs only `cur_nimg`,

@@ -6,6 +6,7 @@ The same code runs on one CPU, one GPU, several GPUs and several machines:
     accelerate launch train.py --data ~/ffhq --preset ffhq256   # the paper's settings at 256x256
     torchrun --nproc_per_node 2 train.py --kimg 20              # two CPU processes (gloo)
     accelerate launch train.py --resume runs/00003-synthetic-32-cpu
+    accelerate launch train.py --init runs/00003-synthetic-32-cpu --data ~/few --preset finetune  # docs/finetune.md
 
 Everything that changes during training (resolution, fade-in alpha, batch size, learning rate) is a pure function of
 the number of real images shown so far, `cur_nimg` (as in the official code), so a resumed run needs only `cur_nimg`,
@@ -33,9 +34,11 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 
+import augment
 from common import (RUNS_DIR, ArgumentParser, UsageError, float_in, int_at_least, positive_float, run_cli,
                     seed_type, to_uint8)
-from model import PRESETS, Discriminator, Generator, NetworkConfig, load_network, save_network, seed_to_z
+from model import (PRESETS, WEIGHTS_NAME, Discriminator, Generator, NetworkConfig, NetworkError, load_network,
+                   save_network, seed_to_z)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Training presets. Batch sizes are global (summed over processes); learning rates per resolution (paper, App. C).
@@ -56,6 +59,21 @@ TRAIN_PRESETS = {
                 # Our departure for short runs: a 10k-image EMA half-life would leave the EMA of a 60k-image run mostly
                 # random init. StyleGAN2-ADA's ramp-up caps the half-life at 5% of the images seen so far.
                 ema_rampup=0.05),
+    # Fine-tuning a trained network (--init) on a few hundred or thousand images: no growing (start_res is clipped
+    # to the network's resolution), kimg set by the user (20k images shown here as a default). Without --init it
+    # trains the cpu network from scratch with the same settings (the baseline of docs/finetune.md).
+    "finetune": dict(network="cpu", start_res=1024, fade_kimg=1, stable_kimg=0, kimg=20, batch={r: 16 for r in PAPER_BATCH},
+                     lr={},
+                     # Half the cpu preset's 0.002: with Adam's beta1 = 0 every step moves each weight by about lr,
+                     # and the first steps, against a D that is fresh or meets a new domain, are the noisiest.
+                     base_lr=0.001,
+                     # The cpu preset's R1 weight at 32x32; StyleGAN2-ADA's transfer runs keep the source's gamma,
+                     # which is 10 at 1024x1024 (pass --gamma 10 to fine-tune an official FFHQ network).
+                     gamma=1.0, mirror=False, tick_kimg=2, snap_kimg=4,
+                     # No EMA ramp-up: G_ema starts from the source's G_ema, not from random weights. A 2k-image
+                     # half-life (StyleGAN2-ADA's 10k x batch / 32 would be 5k at batch 16) lets a 10-20k-image run
+                     # leave the source behind.
+                     ema_kimg=2, ema_rampup=None),
 }
 
 
@@ -93,6 +111,9 @@ class TrainConfig:
     stream: bool = False  # build the cache from a Hub data set streamed over the network, never downloaded whole
     cpu: bool = False  # train on the CPU even where a GPU is available
     channels_last: bool = True  # NHWC memory layout: the same maths, faster convolutions (docs/benchmarks.md)
+    init: str = ""  # the trained network or run this run started from (--init); "" = random weights
+    diffaugment: str = ""  # DiffAugment policy for everything D sees, e.g. "color,translation,cutout"; "" = off
+    freeze_d: int = 0  # FreezeD: D's highest-resolution blocks (with their fromRGB) left untrained
 
     def batch_at(self, res: int) -> int:
         """Global minibatch at a resolution (JSON round trips turn the keys into strings)."""
@@ -390,19 +411,112 @@ def save_grid(images: np.ndarray, path: Path, cols: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Fine-tuning: the weights a run starts from (--init), and the discriminator layers it leaves frozen (--freeze-d)
+
+
+@dataclass
+class InitSource:
+    network: dict  # NetworkConfig as a dict
+    G: dict  # state dicts: the training generator,
+    G_ema: dict  # its moving average,
+    D: dict | None  # and the discriminator; None = D starts from random weights
+    description: str  # where each came from, for the log
+
+
+def load_init(path: str | os.PathLike) -> InitSource:
+    """The weights a fine-tuning run starts from, resolved from any --init source:
+
+    a checkpoint (runs/<run>/checkpoints/ckpt-N)  G, D (Accelerate's model.safetensors, model_1.safetensors), G_ema/
+    a run folder (runs/<run>)                     its newest complete checkpoint, as above
+    a network folder (config.json + model.safetensors) or .safetensors file
+                                                  G_ema; G from G.safetensors and D from D.safetensors beside it
+                                                  when present (converted official networks hold both), else G is
+                                                  a copy of G_ema and D starts fresh
+    an official .pkl (karras2019stylegan-*.pkl)    G, D and Gs (as G_ema), through official.py
+    Only safetensors, JSON and the allow-listed contents of an official pickle are read: nothing in the source is
+    executed."""
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"--init {path} does not exist: pass a network folder, a run folder or a checkpoint")
+    if p.suffix == ".pkl":  # NVIDIA's file, read by official.py's restricted unpickler: G, D and Gs
+        import official
+
+        cfg, G, D, Gs = official.read_official(p)
+        return InitSource(cfg.to_dict(), G, Gs, D, f"official network {p} (G, D and Gs)")
+    if p.is_dir() and (p / "checkpoints").is_dir():
+        ckpt = latest_checkpoint(p)
+        if ckpt is None:
+            raise UsageError(f"--init {path}: the run has no complete checkpoint; pass its network folder instead")
+        p = ckpt
+    if p.is_dir() and (p / "state.json").is_file():
+        G_ema = load_network(p / "G_ema")
+        missing = [f for f in (WEIGHTS_NAME, "model_1.safetensors") if not (p / f).is_file()]
+        if missing:
+            raise UsageError(f"--init {p}: incomplete checkpoint (no {', '.join(missing)})")
+        return InitSource(G_ema.cfg.to_dict(), load_file(str(p / WEIGHTS_NAME)), G_ema.state_dict(),
+                          load_file(str(p / "model_1.safetensors")), f"checkpoint {p} (G, G_ema and D)")
+    G_ema = load_network(p)  # a network folder or a .safetensors file; NetworkError if it is neither
+    folder = p if p.is_dir() else p.parent
+    has_G, has_D = (folder / "G.safetensors").is_file(), (folder / "D.safetensors").is_file()
+    G = load_file(str(folder / "G.safetensors")) if has_G else G_ema.state_dict()
+    D = load_file(str(folder / "D.safetensors")) if has_D else None
+    return InitSource(G_ema.cfg.to_dict(), G, G_ema.state_dict(), D,
+                      f"network {p} (G_ema; G {'from G.safetensors' if has_G else '= a copy of G_ema'}; "
+                      f"D {'from D.safetensors' if has_D else 'fresh'})")
+
+
+def load_init_weights(init: InitSource, G: Generator, G_ema: Generator, D: Discriminator) -> None:
+    """Copy the source's weights into freshly built networks of the same config (a clear error if they differ)."""
+    for name, module, state in (("G", G, init.G), ("G_ema", G_ema, init.G_ema), ("D", D, init.D)):
+        if state is None:
+            continue
+        try:
+            module.load_state_dict(state)
+        except RuntimeError:
+            raise NetworkError(f"--init {init.description}: its {name} weights do not match its network "
+                               "config") from None
+
+
+def frozen_d_resolutions(cfg: NetworkConfig, n: int) -> list[int]:
+    """FreezeD (Mo et al. 2020) freezes D's first layers, the ones nearest the image: here its `n` highest-resolution
+    blocks, each with the fromRGB layer that feeds it at that resolution. The 4x4 epilogue (minibatch stddev, conv,
+    dense, output) always trains."""
+    return sorted(cfg.resolutions[1:], reverse=True)[:n]
+
+
+def trainable_d_parameters(D: Discriminator, n_frozen: int) -> list[torch.nn.Parameter]:
+    """D's parameters minus the frozen ones: the optimizer never updates those (their gradients are still computed,
+    as the R1 penalty and the generator's gradient have to pass through them anyway)."""
+    frozen = tuple(f"{part}.b{r}." for r in frozen_d_resolutions(D.cfg, n_frozen) for part in ("blocks", "fromrgb"))
+    return [p for name, p in D.named_parameters() if not name.startswith(frozen)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The training loop
 
 
-def make_config(args) -> TrainConfig:
+def make_config(args, init: InitSource | None = None) -> TrainConfig:
     preset = TRAIN_PRESETS[args.preset]
     cfg = TrainConfig(preset=args.preset, data=args.data)
     for k in ("start_res", "fade_kimg", "stable_kimg", "kimg", "batch", "lr", "base_lr", "gamma", "mirror",
               "tick_kimg", "snap_kimg", "ema_rampup"):
         setattr(cfg, k, copy.deepcopy(preset[k]))
-    net = PRESETS[preset["network"]].to_dict()
+    cfg.ema_kimg = preset.get("ema_kimg", cfg.ema_kimg)
+    net = PRESETS[preset["network"]].to_dict() if init is None else dict(init.network)
+    if init is not None:
+        taken = [f"--{k.replace('_', '-')}" for k in ("mapping_layers", "architecture", "no_noise") if getattr(args, k, None)]
+        if taken:
+            raise UsageError(f"{', '.join(taken)} cannot change a network given by --init: leave it out")
+        if args.resolution and args.resolution != net["resolution"]:
+            raise UsageError(f"--init {args.init} is a {net['resolution']}x{net['resolution']} network: leave out "
+                             f"--resolution (the data are resized to the network's resolution)")
+        cfg.init = str(args.init)
     for k in ("kimg", "start_res", "fade_kimg", "stable_kimg", "gamma", "loss", "style_mixing", "ema_kimg",
               "mixed_precision", "seed", "tick_kimg", "snap_kimg", "workers", "r1_interval", "r1_scaling",
-              "max_images", "cpu", "ema_rampup", "channels_last", "pad", "cache_dir", "stream"):
+              "max_images", "cpu", "ema_rampup", "channels_last", "pad", "cache_dir", "stream", "diffaugment",
+              "freeze_d"):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)
@@ -426,7 +540,7 @@ def make_config(args) -> TrainConfig:
     except ValueError as e:
         raise UsageError(f"invalid network: {e}") from None
     cfg.network = net
-    cfg.start_res = min(cfg.start_res, net["resolution"])
+    cfg.start_res = net["resolution"] if init is not None else min(cfg.start_res, net["resolution"])  # --init: no growing
     if cfg.start_res < 4 or cfg.start_res & (cfg.start_res - 1):
         raise UsageError(f"--start-res must be a power of two >= 4, not {cfg.start_res}")
     if cfg.kimg <= 0:
@@ -435,6 +549,15 @@ def make_config(args) -> TrainConfig:
         raise UsageError("--fade-kimg must be > 0 and --stable-kimg >= 0")
     if not 0 <= cfg.style_mixing <= 1:
         raise UsageError(f"--style-mixing is a probability in [0, 1], not {cfg.style_mixing}")
+    if cfg.diffaugment:
+        try:
+            augment.parse_policy(cfg.diffaugment)
+        except ValueError as e:
+            raise UsageError(f"--diffaugment: {e}") from None
+    blocks = len(frozen_d_resolutions(NetworkConfig.from_dict(net), 99))
+    if not 0 <= cfg.freeze_d <= blocks:
+        raise UsageError(f"--freeze-d must be between 0 and {blocks} (D's blocks at {net['resolution']}x"
+                         f"{net['resolution']}), not {cfg.freeze_d}")
     return cfg
 
 
@@ -456,8 +579,10 @@ def cpu_threads(requested: int = 0) -> int:
     return max(1, cores // max(local, 1))
 
 
-def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=print) -> dict:
-    """Train from scratch or from the checkpoint `resume`; returns a summary (also for the tests)."""
+def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=print,
+          init: InitSource | None = None) -> dict:
+    """Train from scratch, from the weights `init` (fine-tuning) or from the checkpoint `resume` (which wins over
+    `init`); returns a summary (also for the tests)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.utils import set_seed
     from tqdm import tqdm
@@ -476,13 +601,23 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     dataset = data_module.make_dataset(cfg.data, cfg.network["resolution"], max_images=cfg.max_images, pad=cfg.pad,
                                        cache_dir=cfg.cache_dir, stream=cfg.stream)
     net_cfg = NetworkConfig.from_dict(cfg.network)
+    if dataset[0][0].shape[0] != net_cfg.img_channels:
+        raise UsageError(f"the network makes {net_cfg.img_channels}-channel images but {cfg.data} has "
+                         f"{dataset[0][0].shape[0]} channels: train on data with as many channels as the network")
     set_seed(cfg.seed)  # the same initial networks on every process, whatever their number
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     G, D = Generator(net_cfg).train().to(memory_format=layout), Discriminator(net_cfg).train().to(memory_format=layout)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    if init is not None and resume is None:
+        load_init_weights(init, G, G_ema, D)
+        if main:
+            log_fn(f"fine-tuning from {init.description}" +
+                   ("; it holds no discriminator, so D starts from random weights" if init.D is None else ""))
     set_seed(cfg.seed, device_specific=True)  # then seed + rank: every process draws its own latents
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_D = torch.optim.Adam(trainable_d_parameters(D, cfg.freeze_d), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
+    # DiffAugment: D sees reals and fakes, in both steps, through the same kind of random transformation.
+    aug = (lambda x: augment.diff_augment(x, cfg.diffaugment)) if cfg.diffaugment else (lambda x: x)
     G, D, opt_G, opt_D = accel.prepare(G, D, opt_G, opt_D)
     G_ema.to(device)
     G_raw, D_raw = accel.unwrap_model(G), accel.unwrap_model(D)
@@ -624,8 +759,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
             do_r1 = cfg.loss == "logistic" and cfg.gamma > 0 and step % cfg.r1_interval == 0
             real.requires_grad_(do_r1)
             with accel.autocast():
-                real_logits = D(real, res=phase.res, alpha=phase.alpha).float()
-                fake_logits = D(fake.detach(), res=phase.res, alpha=phase.alpha).float()
+                real_logits = D(aug(real), res=phase.res, alpha=phase.alpha).float()
+                fake_logits = D(aug(fake.detach()), res=phase.res, alpha=phase.alpha).float()
                 if cfg.loss == "logistic":
                     d_loss = d_logistic_loss(real_logits, fake_logits)
                     scale = accel.scaler.get_scale() if accel.scaler is not None else 1.0
@@ -647,8 +782,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
             with accel.autocast():
                 fake, w = G(z, res=phase.res, alpha=phase.alpha, return_w=True, **mixing_args(b, phase.res))
                 # D is called unwrapped here: its parameters need no gradient, so its DDP hooks must not fire.
-                g_loss = (g_nonsaturating_loss(D_raw(fake, res=phase.res, alpha=phase.alpha).float())
-                          if cfg.loss == "logistic" else -D_raw(fake, res=phase.res, alpha=phase.alpha).float().mean())
+                g_loss = (g_nonsaturating_loss(D_raw(aug(fake), res=phase.res, alpha=phase.alpha).float())
+                          if cfg.loss == "logistic" else -D_raw(aug(fake), res=phase.res, alpha=phase.alpha).float().mean())
             opt_G.zero_grad(set_to_none=True)
             accel.backward(g_loss)
             losses = accel.reduce(torch.stack([d_loss.detach(), pen.detach(), g_loss.detach()]).float(), "mean")
@@ -730,7 +865,9 @@ def parse_args(argv=None):
                "  accelerate launch train.py                                   # synthetic faces, CPU-sized\n"
                "  accelerate launch train.py --data ~/images --resolution 64   # your own folder (or a .zip)\n"
                "  accelerate launch train.py --data user/dataset --preset ffhq256  # a Hub data set\n"
-               "  accelerate launch train.py --resume runs/00000-synthetic-32-cpu\n")
+               "  accelerate launch train.py --resume runs/00000-synthetic-32-cpu\n"
+               "  accelerate launch train.py --init runs/00000-synthetic-32-cpu --data ~/few --preset finetune \\\n"
+               "      --kimg 10 --diffaugment color,translation,cutout   # fine-tune on a few hundred images\n")
     p.add_argument("--data", default="synthetic", help="synthetic, synthetic:N, a folder, a .zip or a Hub name")
     p.add_argument("--preset", default="cpu", choices=sorted(TRAIN_PRESETS), help="training preset (default: cpu)")
     p.add_argument("--resolution", type=int_at_least(4), help="target resolution (default: the preset's)")
@@ -740,6 +877,8 @@ def parse_args(argv=None):
                    help="resume even from a checkpoint whose RNG states are unreadable (the run is then not "
                         "bit-identical to an uninterrupted one)")
     p.add_argument("--resume", help="a run folder (or one of its checkpoints) to continue")
+    p.add_argument("--init", help="fine-tune: start from this network folder, run folder or checkpoint, at its full "
+                                  "resolution with no growing (see --preset finetune)")
     p.add_argument("--start-res", dest="start_res", type=int_at_least(4), help="resolution to start growing from")
     p.add_argument("--fade-kimg", dest="fade_kimg", type=positive_float, help="thousands of images per fade-in")
     p.add_argument("--stable-kimg", dest="stable_kimg", type=float_in(0), help="thousands of images per stable phase")
@@ -756,6 +895,10 @@ def parse_args(argv=None):
     p.add_argument("--ema-rampup", dest="ema_rampup", type=positive_float,
                    help="cap the EMA half-life at this fraction of images seen (cpu preset: 0.05; paper: none)")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None, help="horizontal flips of reals")
+    p.add_argument("--diffaugment", metavar="POLICY",
+                   help="DiffAugment (Zhao et al. 2020) of all D inputs for small data: color,translation,cutout")
+    p.add_argument("--freeze-d", dest="freeze_d", type=int_at_least(0), metavar="N",
+                   help="FreezeD (Mo et al. 2020): keep D's N highest-resolution blocks fixed (default 0)")
     p.add_argument("--mapping-layers", dest="mapping_layers", type=int_at_least(0), help="mapping network depth (paper: 8)")
     p.add_argument("--architecture", choices=["style", "traditional"], help="generator type (default: style)")
     p.add_argument("--no-noise", dest="no_noise", action="store_true", default=None, help="no per-layer noise inputs")
@@ -785,6 +928,8 @@ def main(argv=None):
     import data as data_module
 
     try:
+        if args.init and args.resume:
+            raise UsageError("--init starts a new run from a network and --resume continues a run: pass one of them")
         if args.resume:
             path = Path(args.resume)
             run_dir = path.parent.parent if path.name.startswith("ckpt-") else path
@@ -800,8 +945,10 @@ def main(argv=None):
             state = PartialState(cpu=use_cpu(cfg))
             ckpt = resume_checkpoint(run_dir, path if path.name.startswith("ckpt-") else None, state.num_processes,
                                      args.allow_inexact_resume, warn=warn if state.is_main_process else lambda _: None)
+            init = None
         else:
-            cfg = make_config(args)
+            init = load_init(args.init) if args.init else None
+            cfg = make_config(args, init)
             name = args.name or f"{Path(cfg.data.rstrip('/')).name.replace(':', '')}-{cfg.network['resolution']}-{cfg.preset}"
             run_dir, ckpt = None, None
             from accelerate import PartialState
@@ -813,7 +960,7 @@ def main(argv=None):
             run_dir = Path(broadcast_str(str(run_dir) if run_dir else "", state))
         if use_cpu(cfg):
             torch.set_num_threads(cpu_threads(args.threads))
-        summary = train(cfg, run_dir, ckpt)
+        summary = train(cfg, run_dir, ckpt, init=init)
     except data_module.DataError as e:
         raise UsageError(str(e)) from None
     except OSError as e:

@@ -21,7 +21,7 @@ SCRIPTS = {"train.py": train.main, "generate.py": generate.main, "metrics.py": m
            "bench.py": bench.main, "ablation.py": ablation.main, "data.py": data.main, "model.py": model.main}
 
 # Flags whose valid range includes 0 or negative numbers (everything else must refuse them).
-ACCEPT_ZERO = {"--stable-kimg", "--gamma", "--style-mixing", "--mapping-layers", "--seed", "--workers", "--threads", "--zoom", "--port",
+ACCEPT_ZERO = {"--stable-kimg", "--gamma", "--style-mixing", "--freeze-d", "--mapping-layers", "--seed", "--workers", "--threads", "--zoom", "--port",
                "--trunc"}
 ACCEPT_NEGATIVE = {"--trunc"}  # psi < 0 extrapolates away from the average face (paper Figure 8)
 

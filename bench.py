@@ -1,4 +1,4 @@
-"""Throughput, memory and FLOP-rate benchmarks for the StyleGAN networks, measured on this machine (issue 8).
+"""Throughput, memory and FLOP-rate benchmarks for the StyleGAN networks, measured on this machine.
 
     python bench.py                                 # every preset on the best device, tables + docs/benchmarks.md
     python bench.py --preset cpu --device cpu       # the default 32x32 network only

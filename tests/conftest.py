@@ -2,8 +2,10 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -17,6 +19,15 @@ from model import Generator, NetworkConfig, save_network  # noqa: E402
 # A network small enough that every test using it runs in milliseconds, with every feature switched on.
 TINY = NetworkConfig(resolution=16, z_dim=32, w_dim=32, mapping_layers=2, mapping_width=32, channel_base=256,
                      channel_max=32)
+
+
+def write_random_pngs(folder: Path, count: int, height: int, width: int) -> Path:
+    """A folder of `count` random RGB PNGs (non-square sizes exercise the loader's crop/pad): a user's image folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(0)
+    for i in range(count):
+        Image.fromarray(rng.randint(0, 255, (height, width, 3), np.uint8)).save(folder / f"{i}.png")
+    return folder
 
 
 def make_tiny_generator(seed: int = 0, cfg: NetworkConfig = TINY) -> Generator:

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -14,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import train
 from common import UsageError
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, write_random_pngs
 from model import Discriminator, Generator, NetworkConfig, NetworkError, load_network, save_network
 from test_train import tiny_config
 
@@ -171,11 +170,7 @@ def test_load_init_rejects_what_it_cannot_use(source_run, tmp_path):
 
 
 def test_cli_finetunes_a_folder_of_pngs_at_the_network_resolution(source_run, tmp_path):
-    folder = tmp_path / "few"
-    folder.mkdir()
-    rng = np.random.RandomState(0)
-    for i in range(20):
-        Image.fromarray(rng.randint(0, 255, (40, 36, 3), np.uint8)).save(folder / f"{i}.png")
+    folder = write_random_pngs(tmp_path / "few", 20, 40, 36)
     out = tmp_path / "runs"
     proc = subprocess.run([sys.executable, "train.py", "--init", str(source_run / "network"), "--preset", "finetune",
                            "--data", str(folder), "--kimg", "0.032", "--batch", "8", "--workers", "0", "--outdir",

@@ -11,15 +11,13 @@ import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 import train
 from common import UsageError
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, write_random_pngs
 from model import Discriminator, Generator, load_network
 
 
@@ -160,11 +158,7 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkey
 
 
 def test_cli_on_a_folder_of_pngs(tmp_path):
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    rng = np.random.RandomState(0)
-    for i in range(40):
-        Image.fromarray(rng.randint(0, 255, (24, 20, 3), np.uint8)).save(folder / f"{i}.png")
+    folder = write_random_pngs(tmp_path / "imgs", 40, 24, 20)
     out = tmp_path / "runs"
     proc = subprocess.run([sys.executable, "train.py", "--data", str(folder), "--resolution", "8", "--kimg", "0.064",
                            "--batch", "8", "--workers", "0", "--outdir", str(out), "--tick-kimg", "0.032",

@@ -71,7 +71,7 @@ def load_target(path: str | Path, resolution: int, channels: int = 3) -> np.ndar
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1], the generator's range (inverse of common.to_uint8)."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 @torch.no_grad()
@@ -97,6 +97,19 @@ def noise_regularization(noise: list[torch.Tensor]) -> torch.Tensor:
     return reg
 
 
+_LPIPS: dict = {}
+
+
+def default_lpips(device) -> torch.nn.Module:
+    """metrics.lpips_vgg, built once per device (it takes seconds to load)."""
+    from metrics import lpips_vgg
+
+    key = str(torch.device(device))
+    if key not in _LPIPS:
+        _LPIPS[key] = lpips_vgg(device)
+    return _LPIPS[key]
+
+
 def learning_rate(t: float, lr: float = LR) -> float:
     """Learning rate at fraction t of the steps: linear warm-up over LR_RAMPUP, cosine fall over LR_RAMPDOWN."""
     ramp = min(1.0, (1.0 - t) / LR_RAMPDOWN)
@@ -115,8 +128,6 @@ def project(G: Generator, targets: torch.Tensor, steps: int = DEFAULT_STEPS, spa
     'frames': uint8 (steps, N, R, R, C) of the images along the way, when frames=True}."""
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}")
-    from metrics import lpips_vgg
-
     p = next(G.parameters())
     device, dtype = p.device, p.dtype
     trainable = [q for q in G.parameters() if q.requires_grad]
@@ -129,7 +140,7 @@ def project(G: Generator, targets: torch.Tensor, steps: int = DEFAULT_STEPS, spa
 
 
 def _optimise(G, targets, steps, space, lpips, seed, w_std, progress, frames, callback, device, dtype) -> dict:
-    lpips = lpips or lpips_vgg(device)
+    lpips = lpips or default_lpips(device)
     n = len(targets)
     targets = targets.to(device, torch.float32)
     if targets.shape[1] == 1:

@@ -330,7 +330,7 @@ def test_photo_endpoints(photo_setup, tmp_path):
     client = gr_client.Client(url, verbose=False, download_files=str(tmp_path))
     with pytest.raises(gr_client.exceptions.AppError, match="press Project first"):
         client.predict("00000-tiny", 1, 0, 2, api_name="/mix_photo")
-    target, projected, info, _ = client.predict("00000-tiny", gr_client.handle_file(str(photo)), 3, "w",
+    target, projected, info = client.predict("00000-tiny", gr_client.handle_file(str(photo)), 3, "w",
                                                 api_name="/project")
     assert _img(target).shape == (256, 256, 3) and "LPIPS" in info
     # the session's latents feed the edit and the mix

@@ -466,9 +466,9 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
                     with gr.Tab("Your photo") as tab_photo:
                         latents = gr.State(None)
                         with gr.Row(equal_height=True):
-                            photo = gr.Image(label="your photo (any size: centre-cropped)", type="filepath",
-                                             sources=["upload", "clipboard"], elem_id="photo",
-                                             height=DISPLAY_SIZE + 40)
+                            # a File, not an Image: an unreadable upload then reaches our check and its message
+                            photo = gr.File(label="your photo (any size: centre-cropped)", type="filepath",
+                                            elem_id="photo")
                             with gr.Column(min_width=200):
                                 space = gr.Radio(["w", "w+"], value="w", label="latent space",
                                                  info="w: one w for all layers; w+: one per layer")

@@ -358,8 +358,11 @@ def test_browser_project_a_photo(photo_setup):
             page.goto(url)
             page.get_by_role("tab", name="Your photo").click()
             page.locator("#photo input[type=file]").set_input_files(str(photo))
+            steps = page.locator("#steps input[type=number]")
+            steps.fill("3")
+            steps.press("Tab")
             page.get_by_role("button", name="Project", exact=True).click()
-            page.wait_for_function("document.querySelector('#project-info')?.innerText.includes('LPIPS')",
+            page.wait_for_function("document.querySelector('#project-info')?.innerText.includes('in 3 steps')",
                                    timeout=120_000)
             assert page.locator("#projected img").get_attribute("src")
             assert "Traceback" not in page.content()

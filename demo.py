@@ -472,7 +472,8 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
                             with gr.Column(min_width=200):
                                 space = gr.Radio(["w", "w+"], value="w", label="latent space",
                                                  info="w: one w for all layers; w+: one per layer")
-                                steps = gr.Slider(1, MAX_PROJECT_STEPS, value=300, step=1, label="steps", elem_id="steps")
+                                steps = gr.Slider(1, MAX_PROJECT_STEPS, value=300, step=1, label="steps",
+                                                  elem_id="steps")
                                 proj_btn = gr.Button("Project", variant="primary")
                         with gr.Row():
                             proj_target = gr.Image(label="target (as the network sees it)", format="png",

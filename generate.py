@@ -220,7 +220,8 @@ def seed_noise_maps(G: Generator, seeds: list[int], noise_mode: str) -> list[tor
 
 def cat_noise(*lists: list) -> list:
     """Concatenate per-layer noise lists along the batch."""
-    return [None if parts[0] is None else torch.cat([p.cpu().to(parts[0].dtype) for p in parts]) for parts in zip(*lists)]
+    return [None if parts[0] is None else torch.cat([p.cpu().to(parts[0].dtype) for p in parts])
+            for parts in zip(*lists)]
 
 
 def read_latents(G: Generator, files: list[str]) -> tuple[list[str], torch.Tensor, list]:
@@ -779,11 +780,13 @@ def main(argv=None) -> list[Path]:
         extra = [{"figure": "style mixing (Figure 3)", "rows": rows or latent_files, "cols": cols}]
     elif fig == "edit":
         labels = latent_labels + [f"seed {s}" for s in seeds]
-        ws, noise = G.truncate(broadcast(G, map_seeds(G, seeds, args.batch)), args.trunc, cutoff), None
-        noise = seed_noise_maps(G, seeds, args.noise_mode)
-        if latent_files:
-            ws = torch.cat([G.truncate(latent_ws, args.trunc, cutoff), ws])
-            noise = cat_noise(latent_noise, noise)
+        ws, noise = latent_ws, latent_noise
+        if seeds:
+            seed_ws = broadcast(G, map_seeds(G, seeds, args.batch))
+            seed_maps = seed_noise_maps(G, seeds, args.noise_mode)
+            ws = seed_ws if ws is None else torch.cat([ws, seed_ws.to(ws)])
+            noise = seed_maps if noise is None else cat_noise(noise, seed_maps)
+        ws = G.truncate(ws, args.trunc, cutoff)
         name = "edit-" + "-".join(latent_labels + ([f"seeds{_slug(args.seeds)}"] if seeds else []))
         paths = [outdir / f"{name}-{args.attribute}.png"]
         make = lambda: [edit_figure(G, labels, ws, noise, args.attribute, strengths, dirs, first, stop, args.batch,
@@ -804,8 +807,10 @@ def main(argv=None) -> list[Path]:
         path = outdir / f"interp-{args.space}-{points}{'-loop' if args.loop else ''}.{args.format}"
         prepare_outdir(outdir, [path], args.overwrite)
         if latent_files:
-            ws = torch.cat([latent_ws, broadcast(G, map_seeds(G, seeds, args.batch)).to(latent_ws)])
-            noise = cat_noise(latent_noise, seed_noise_maps(G, seeds, args.noise_mode))
+            ws, noise = latent_ws, latent_noise
+            if seeds:
+                ws = torch.cat([ws, broadcast(G, map_seeds(G, seeds, args.batch)).to(ws)])
+                noise = cat_noise(noise, seed_noise_maps(G, seeds, args.noise_mode))
             frames = latent_path_frames(G, G.truncate(ws, args.trunc, cutoff), noise, args.frames, args.loop,
                                         args.batch, progress=True)
         else:

@@ -225,6 +225,7 @@ def projection_quality(G: Generator, num: int = 20, steps: int = 500, seed: int 
         out[case] = {"lpips_median": float(torch.cat(d).median())}
         if dw:
             out[case]["w_dist_median"] = float(torch.cat(dw).median())
+        print(case, json.dumps(out[case]), flush=True)
     return out
 
 
@@ -270,8 +271,9 @@ def edit_flip_rates(network: str, num: int = 100, strength: float = 3.0, data: s
         d = torch.from_numpy(dirs["directions"][a]).float() * float(dirs["stds"][a])
         toward = torch.from_numpy(np.where(before[:, a], -strength, strength)).float()
         flipped = labels(ws + toward[:, None, None] * d)[:, a] != before[:, a]
-        out[name] = {"flip": float(flipped.mean()), "present_at_minus": float(labels(ws - strength * d)[:, a].mean()),
-                     "present": float(before[:, a].mean()), "present_at_plus": float(labels(ws + strength * d)[:, a].mean())}
+        out[name] = {"flip": float(flipped.mean()), "present": float(before[:, a].mean()),
+                     "present_at_minus": float(labels(ws - strength * d)[:, a].mean()),
+                     "present_at_plus": float(labels(ws + strength * d)[:, a].mean())}
     return out
 
 

@@ -122,8 +122,8 @@ def project(G: Generator, targets: torch.Tensor, steps: int = DEFAULT_STEPS, spa
             callback=None) -> dict:
     """Project target images (N, C, R, R) in [-1, 1] (R = G's resolution) into G's latent space.
 
-    Every image has its own w (or ws) and noise maps; the loss is summed over images, so each image's optimisation
-    is the same as if it ran alone (Adam acts per element). `callback(step, lpips (N,))` is called after each step.
+    Every image has its own w (or ws) and noise maps; the loss is summed over images, so the images' optimisations
+    do not interact (Adam acts per element; only the random draws depend on the batch). `callback(step, lpips (N,))` is called after each step.
     Returns {'ws': (N, num_ws, w_dim), 'noise': per layer (N, 1, r, r) or None, 'lpips': (N,) of the result,
     'frames': uint8 (steps, N, R, R, C) of the images along the way, when frames=True}."""
     if space not in SPACES:
@@ -140,7 +140,7 @@ def project(G: Generator, targets: torch.Tensor, steps: int = DEFAULT_STEPS, spa
 
 
 def _optimise(G, targets, steps, space, lpips, seed, w_std, progress, frames, callback, device, dtype) -> dict:
-    lpips = lpips or default_lpips(device)
+    lpips = default_lpips(device) if lpips is None else lpips
     n = len(targets)
     targets = targets.to(device, torch.float32)
     if targets.shape[1] == 1:

@@ -198,3 +198,24 @@ def test_editing_flips_the_attribute_classifier():
     r = project.edit_flip_rates(os.environ["STYLEGAN_TRAINED_NETWORK"], num=100)
     for name in project.EDITABLE:
         assert r[name]["flip"] >= 0.5, (name, r[name])
+
+
+def test_metrics_saves_directions_that_latents_reads(G, tmp_path):
+    import metrics
+
+    folder = tmp_path / "run" / "network"
+    save_network(G, folder)
+    d = np.stack([np.eye(G.cfg.w_dim)[0], np.full(G.cfg.w_dim, np.nan)])
+    info = {"dataset": "synthetic-100-16", "holdout_accuracy": {"smiling": 0.9, "bangs": 1.0}}
+    path = metrics.save_attribute_directions(str(folder), G, ["smiling", "bangs"],
+                                             {"directions": d, "stds": np.array([0.7, 0.0])}, info, 100, 0)
+    assert path == folder / latents.DIRECTIONS_NAME
+    dirs = latents.load_directions(path, G)
+    assert dirs["names"] == ["smiling", "bangs"] and dirs["note"]["samples"] == 100
+    assert dirs["note"]["classifier"]["dataset"] == "synthetic-100-16"
+    np.testing.assert_array_equal(dirs["stds"], np.float32([0.7, 0.0]))
+    ws = generate.broadcast(G, G.w_avg[None])
+    with pytest.raises(UsageError, match="bangs has no direction"):
+        latents.apply_edits(ws, [("bangs", 1.0)], dirs)
+    with pytest.raises(UsageError, match="another network"):
+        latents.load_directions(path, make_tiny_generator(seed=2))

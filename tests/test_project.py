@@ -46,13 +46,22 @@ def test_noise_regularization_penalises_correlated_noise():
     assert project.noise_regularization([torch.ones(1, 1, 32, 32)]).item() == pytest.approx(6.0)
 
 
-def test_projection_recovers_the_w_of_a_generated_image(G):
-    w = generate.map_seeds(G, [3, 4])
+def test_projection_recovers_the_w_of_a_generated_image():
+    # The image depends on w alone (noise strengths zero) and w_avg is the mean of mapped w, as in a trained network.
+    # A random tiny network is far from convex in w, so the targets lie near w_avg (psi 0.3), where the projector
+    # must find them; the trained network's figures are in docs/projection.md.
+    G = make_tiny_generator().float()
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise.weight"):
+                p.zero_()
+        G.w_avg.copy_(generate.map_seeds(G, list(range(1000, 2000))).mean(0))
+    w = G.w_avg.lerp(generate.map_seeds(G, [3, 4, 5, 6]), 0.3)
     target = generate.synthesize(G, generate.broadcast(G, w), "const")
+    start = mse(generate.synthesize(G, generate.broadcast(G, G.w_avg.expand(4, -1)), "const"), target)
     r = project.project(G, target, steps=150, space="w", lpips=mse, progress=False)
-    start = mse(generate.synthesize(G, generate.broadcast(G, G.w_avg.expand(2, -1)), "const"), target)
-    assert (r["lpips"] < start / 4).all()
-    assert ((r["ws"][:, 0] - w).norm(dim=-1) < 0.5 * (G.w_avg - w).norm(dim=-1)).all()
+    assert (r["lpips"] < start / 20).all()
+    assert ((r["ws"][:, 0] - w).norm(dim=-1) < 0.25 * (G.w_avg - w).norm(dim=-1)).all()
     assert torch.equal(r["ws"][:, 0], r["ws"][:, -1])  # W: one w on every layer
     assert all(p.requires_grad for p in G.parameters())  # the network is left as it was
 

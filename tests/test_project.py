@@ -203,10 +203,10 @@ def test_latents_of_another_network_and_broken_files_are_refused(G, tmp_path, ca
                            "(STYLEGAN_TRAINED_NETWORK=folder) and its cached attribute classifier")
 def test_editing_flips_the_attribute_classifier():
     """On the trained network: an edit of strength 3 towards the opposite label flips the classifier's label for
-    most seeds, for the attributes the directions capture (measured in docs/projection.md)."""
+    at least 80 % of the seeds, for the attributes the directions capture (measured in docs/projection.md)."""
     r = project.edit_flip_rates(os.environ["STYLEGAN_TRAINED_NETWORK"], num=100)
     for name in project.EDITABLE:
-        assert r[name]["flip"] >= 0.5, (name, r[name])
+        assert r[name]["flip"] >= 0.8, (name, r[name])
 
 
 def test_metrics_saves_directions_that_latents_reads(G, tmp_path):

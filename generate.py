@@ -579,7 +579,7 @@ EXAMPLES = """examples:
   python generate.py --latents me.npz --figure mixing --cols 4-8       the projection as A, seeds as B
   python generate.py --latents me.npz,you.npz --figure interp --seeds 3   through the latents, then the seeds
   python generate.py --seeds 0-7 --edit smiling=2,eyeglasses=-1 --edit-layers 0-5
-  python generate.py --figure edit --seeds 0-3 --latents me.npz --attribute smiling --strengths -3,-1.5,0,1.5,3
+  python generate.py --figure edit --seeds 0-3 --latents me.npz --attribute smiling --strengths=-3,-1.5,0,1.5,3
 
 Edits move w along an attribute's direction (directions.npz beside the network, written by
 `python metrics.py --metrics ls`); a strength of 1 is one standard deviation of the generated w's along it.
@@ -634,7 +634,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--directions", help="attribute directions .npz (default: directions.npz beside the network)")
     g.add_argument("--attribute", help="--figure edit: the attribute to vary")
     g.add_argument("--strengths", default=",".join(f"{s:g}" for s in EDIT_STRENGTHS),
-                   help="--figure edit: strength per column (default %(default)s)")
+                   help="--figure edit: strength per column, written --strengths=-3,0,3 so that a leading minus is "
+                        "not read as an option (default %(default)s)")
     return p
 
 

@@ -130,7 +130,7 @@ def test_generate_edit_renders_the_edited_w(G, tiny_network, directions, tmp_pat
     assert np.abs(np.asarray(Image.open(paths[0]), np.int16) - want).max() <= 1
     assert not np.array_equal(want, generate.generate_images(G, [5])[0])
     fig = generate.main(["--network", str(tiny_network), "--seeds", "1-2", "--figure", "edit", "--attribute",
-                         "smiling", "--strengths", "-3,0,3", "--outdir", str(tmp_path)])
+                         "smiling", "--strengths=-3,0,3", "--outdir", str(tmp_path)])
     layout = json.loads(Image.open(fig[0]).text["layout"])
     assert layout["cols"] == [-3, 0, 3] and layout["rows"] == ["seed 1", "seed 2"]
 
@@ -170,7 +170,7 @@ def test_project_bad_input_is_one_line(tiny_network, tmp_path, capsys, argv, mes
     (["--edit", "grinning=1"], "unknown attribute 'grinning'"),
     (["--edit", "smiling=12"], "outside [-10, 10]"),
     (["--edit", "smiling"], "attribute=strength"),
-    (["--figure", "edit", "--attribute", "smiling", "--strengths", "0,11"], "outside [-10, 10]"),
+    (["--figure", "edit", "--attribute", "smiling", "--strengths=0,11"], "outside [-10, 10]"),
     (["--edit", "smiling=1", "--edit-layers", "0-9"], "style layers"),
 ])
 def test_generate_bad_edit_is_one_line(tiny_network, directions, tmp_path, capsys, extra, message):

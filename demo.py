@@ -1,4 +1,5 @@
-"""Interactive StyleGAN demo in the browser (Gradio): generate from a seed, style mixing, stochastic variation.
+"""Interactive StyleGAN demo in the browser (Gradio): generate from a seed, style mixing, stochastic variation, and
+your own photo (projected into W, then edited along attribute directions or mixed with a seed).
 
     python demo.py                                 # latest network under runs/, on http://127.0.0.1:7860
     python demo.py --network runs/00003-ffhq/network --port 8000
@@ -37,6 +38,8 @@ PSI_RANGE = (-2.0, 2.0)  # truncation psi: 1 = no truncation, 0 = the average im
 NOISE_MODES = ("random", "const", "none")  # random: drawn from the noise seed; const: the network's fixed images
 DISPLAY_SIZE = 256  # small networks' images are enlarged (nearest neighbour) to at least this many pixels
 MAX_VARIATIONS = 8
+MAX_PROJECT_STEPS = 1000
+MAX_SLIDERS = 10  # attribute sliders on the photo tab (the synthetic faces have 10 attributes)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -159,6 +162,67 @@ def stochastic_variation(G: Generator, seed: int, n: int = 4, psi: float = 1.0, 
     std = img.float().std(dim=0, unbiased=False).mean(dim=0)  # (H, W), averaged over colour channels
     std = (std / std.max().clamp(min=1e-8) * 255).round().to(torch.uint8).cpu().numpy()
     return to_uint8(img), np.repeat(std[:, :, None], 3, axis=2)
+
+
+# Your photo: projection (project.py), attribute edits and mixing of the projected latents (latents.py)
+
+
+def project_photo(G: Generator, path: str, steps: int, space: str = "w", progress=None) -> tuple[np.ndarray, dict]:
+    """An image file -> (the projected image (H, W, 3) uint8, latents {'ws', 'noise', 'lpips', 'target'}).
+    `progress(step, steps, lpips)` is called after every step."""
+    import project
+
+    if path is None:
+        raise UsageError("no photo yet: upload an image first")
+    if steps is None or int(steps) != steps or not 1 <= steps <= MAX_PROJECT_STEPS:
+        raise UsageError(f"projection steps must be a whole number from 1 to {MAX_PROJECT_STEPS}, not {steps}")
+    if space not in project.SPACES:
+        raise UsageError(f"latent space must be one of {', '.join(project.SPACES)}, not {space!r}")
+    target = project.load_target(path, G.cfg.resolution, G.cfg.img_channels)
+    cb = None if progress is None else (lambda step, d: progress(step + 1, int(steps), float(d.mean())))
+    with torch.inference_mode(False):
+        r = project.project(G, project.to_tensor(target[None]), int(steps), space, progress=False, callback=cb)
+    with torch.no_grad():
+        img = to_uint8(G.synthesis(r["ws"], noise=r["noise"]))[0]
+    return img, {"ws": r["ws"], "noise": r["noise"], "lpips": float(r["lpips"][0]), "target": target}
+
+
+def _need_latents(latents: dict | None) -> dict:
+    if not latents:
+        raise UsageError("no projected photo yet: upload a photo and press Project first")
+    return latents
+
+
+@torch.no_grad()
+def edit_projection(G: Generator, latents: dict, dirs: dict, strengths: dict[str, float]) -> np.ndarray:
+    """The projected latents moved along each attribute's direction by its strength (standard deviations of w)."""
+    from latents import EDIT_RANGE, apply_edits
+
+    lo, hi = EDIT_RANGE
+    edits = []
+    for name, s in strengths.items():
+        if name not in dirs["names"]:
+            raise UsageError(f"unknown attribute {name!r}: choose from {', '.join(dirs['names'])}")
+        if s is None or not math.isfinite(s) or not lo <= s <= hi:
+            raise UsageError(f"strength of {name} must be between {lo:g} and {hi:g}, not {s}")
+        if s:
+            edits.append((name, float(s)))
+    latents = _need_latents(latents)
+    ws = apply_edits(latents["ws"], edits, dirs) if edits else latents["ws"]
+    return to_uint8(G.synthesis(ws, noise=latents["noise"]))[0]
+
+
+@torch.no_grad()
+def mix_projection(G: Generator, latents: dict, seed: int, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """The projected face's styles with the seed's on layers [first, stop); the mix keeps the photo's noise maps.
+    Returns (the seed's image, the mix)."""
+    latents = _need_latents(latents)
+    seed = check_seed(seed, "mixing seed")
+    first, stop = check_layers(G, first, stop)
+    wb = _ws(G, [seed])
+    ws = latents["ws"].clone()
+    ws[:, first:stop] = wb[:, first:stop]
+    return to_uint8(G.synthesis(wb, noise_mode="const"))[0], to_uint8(G.synthesis(ws, noise=latents["noise"]))[0]
 
 
 def upscale(img: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
@@ -320,6 +384,52 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
     def random_seed():
         return random.randint(0, SEED_MAX)
 
+    directions: dict[str, dict | None] = {}
+
+    def dirs_of(network):
+        """The network's directions.npz, read once; None where it has none (the sliders then stay hidden)."""
+        from latents import directions_path, load_directions
+
+        if network not in directions:
+            path = directions_path(cache.paths[network])
+            directions[network] = load_directions(path, cache[network]) if path.is_file() else None
+        return directions[network]
+
+    dirs0 = dirs_of(default)
+    names0 = dirs0["names"][:MAX_SLIDERS] if dirs0 else []
+
+    @_user_errors
+    def project_photo_event(network, photo, steps, space, progress=gr.Progress()):
+        G, t0 = cache[network], time.perf_counter()
+        progress(0, desc="projecting")
+        img, latents = project_photo(G, photo, steps, space,
+                                     lambda k, n, d: progress((k, n), desc=f"step {k}/{n}, LPIPS {d:.4f}"))
+        note = (f"projected into {space.upper()} in {int(steps)} steps: LPIPS to your photo {latents['lpips']:.4f} "
+                f"({time.perf_counter() - t0:.1f} s)")
+        return upscale(latents["target"]), upscale(img), note, {**latents, "network": network}
+
+    def _latents_for(network, latents):
+        latents = _need_latents(latents)
+        if latents.get("network") != network:
+            raise UsageError(f"the photo was projected with {latents.get('network')}, not {network}: press Project "
+                             "again")
+        return latents
+
+    @_user_errors
+    def edit_photo(network, latents, *strengths):
+        dirs = dirs_of(network)
+        if dirs is None:
+            raise UsageError(f"{network} has no attribute directions: run `python metrics.py --metrics ls` for it")
+        latents = _latents_for(network, latents)
+        names = dirs["names"][:MAX_SLIDERS]
+        return upscale(edit_projection(cache[network], latents, dirs, dict(zip(names, strengths))))
+
+    @_user_errors
+    def mix_photo(network, latents, seed, first, stop):
+        latents = _latents_for(network, latents)
+        b, m = mix_projection(cache[network], latents, seed, first, stop)
+        return upscale(b), upscale(m)
+
     with gr.Blocks(title="StyleGAN demo") as demo:
         gr.Markdown("# StyleGAN\nA style-based generator (Karras et al. 2019): a seed gives a latent z, the mapping "
                     "network turns it into styles w, one per synthesis layer.")
@@ -369,6 +479,40 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
                         std_map = gr.Image(label="per-pixel standard deviation over the draws", format="png",
                                            interactive=False, height=DISPLAY_SIZE + 40)
                         var_info = gr.Markdown(label="timing", elem_id="variation-info")
+                    with gr.Tab("Your photo"):
+                        latents = gr.State(None)
+                        with gr.Row(equal_height=True):
+                            # a File, not an Image: an unreadable upload then reaches our check and its message
+                            photo = gr.File(label="your photo (any size: centre-cropped)", type="filepath",
+                                            elem_id="photo")
+                            with gr.Column(min_width=200):
+                                space = gr.Radio(["w", "w+"], value="w", label="latent space",
+                                                 info="w: one w for all layers; w+: one per layer")
+                                steps = gr.Slider(1, MAX_PROJECT_STEPS, value=300, step=1, label="steps",
+                                                  elem_id="steps")
+                                proj_btn = gr.Button("Project", variant="primary")
+                        with gr.Row():
+                            proj_target = gr.Image(label="target (as the network sees it)", format="png",
+                                                   interactive=False, elem_id="proj-target")
+                            proj_img = gr.Image(label="projection", format="png", interactive=False,
+                                                elem_id="projected")
+                        proj_info = gr.Markdown(elem_id="project-info")
+                        gr.Markdown("**Edit** along attribute directions (strength in standard deviations of w)"
+                                    if names0 else "_No attribute directions beside this network: run `python "
+                                    "metrics.py --metrics ls` to make them._")
+                        sliders = [gr.Slider(-5, 5, value=0, step=0.5, label=n, visible=i < len(names0))
+                                   for i, n in enumerate(names0 + [f"attribute {k}" for k in
+                                                                   range(len(names0), MAX_SLIDERS)])]
+                        edit_img = gr.Image(label="edited", format="png", interactive=False, elem_id="edited")
+                        with gr.Row(equal_height=True):
+                            photo_seed = gr.Number(1, precision=0, label="mix with seed")
+                            photo_first = gr.Slider(0, most_ws - 1, value=first0, step=1, label="first layer")
+                            photo_stop = gr.Slider(1, most_ws, value=stop0, step=1, label="stop layer (exclusive)")
+                            photo_mix_btn = gr.Button("Mix", scale=0)
+                        with gr.Row():
+                            photo_seed_img = gr.Image(label="seed", format="png", interactive=False)
+                            photo_mix_img = gr.Image(label="your face with the seed's styles", format="png",
+                                                     interactive=False, elem_id="photo-mix")
 
         gen_in = [net, seed, psi, cutoff, noise_mode, noise_seed]
         mix_in = [net, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed]
@@ -393,6 +537,13 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
               **model)
         net.change(select_network, net, [info, cutoff, first, stop, preset], api_name="select_network",
                    **model).then(generate, gen_in, [image, gen_info], api_visibility="private", **model)
+
+        proj_btn.click(project_photo_event, [net, photo, steps, space], [proj_target, proj_img, proj_info, latents],
+                       api_name="project", **model)
+        gr.on([s.release for s in sliders], edit_photo, [net, latents] + sliders, edit_img, api_name="edit_photo",
+              **model)
+        gr.on([photo_mix_btn.click, photo_seed.submit], mix_photo, [net, latents, photo_seed, photo_first, photo_stop],
+              [photo_seed_img, photo_mix_img], api_name="mix_photo", **model)
 
         # The shared settings re-run whichever tab is open, so moving psi changes the picture you are looking at.
         tab = gr.State("generate")

@@ -6,6 +6,8 @@
     python generate.py --figure noise --seeds 5 --samples 100      # stochastic variation (Figure 4)
     python generate.py --figure truncation --seeds 1-4             # truncation sweep (Figure 8)
     python generate.py --figure interp --seeds 1,2,3 --space z     # interpolation GIF, fixed noise
+    python generate.py --latents out/projections/me.npz --edit smiling=2   # a projected image (project.py), edited
+    python generate.py --figure edit --seeds 0-3 --attribute smiling        # rows of seeds, columns of strengths
 
 A seed means the same image on every device and at every batch size: z comes from numpy's RandomState(seed), the
 noise is the network's fixed ('const') noise by default or is drawn on the CPU from the seed ('random'), and on the
@@ -37,6 +39,7 @@ from tqdm import tqdm
 
 from common import (ArgumentParser, UsageError, float_in, int_at_least, parse_seeds, pick_device, resolve_network,
                     run_cli, to_uint8)
+from latents import EDIT_RANGE, apply_edits, directions_path, load_directions, load_latents, parse_edits
 from model import WEIGHTS_NAME, Generator, load_network, seed_to_z, style_ranges
 
 PSI_RANGE = (-2.0, 2.0)  # Figure 8 sweeps psi over [-1, 1]; far beyond that the images are only artefacts
@@ -44,7 +47,8 @@ PAPER_PSIS = [1.0, 0.7, 0.5, 0.0, -0.5, -1.0]  # Figure 8's columns
 MIN_CELL = 128  # by default figures upscale small networks' images (nearest) to at least this many pixels a cell
 GAP = 2  # white pixels between figure cells
 BLOCK_GAP = 8  # extra white pixels between the blocks of the style-mixing figure
-FIGURES = ("mixing", "noise", "truncation", "interp")
+FIGURES = ("mixing", "noise", "truncation", "interp", "edit")
+EDIT_STRENGTHS = [-3.0, -1.5, 0.0, 1.5, 3.0]  # --figure edit's default columns, in standard deviations of w
 SOFTWARE = "StyleGAN generate.py"
 
 
@@ -162,37 +166,128 @@ def broadcast(G: Generator, w: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def synthesize(G: Generator, ws: torch.Tensor, noise_mode: str = "const", noise_seeds: list[int] | None = None,
-               batch: int = 16, progress: bool = False, desc: str | None = None) -> torch.Tensor:
+               batch: int = 16, progress: bool = False, desc: str | None = None,
+               noise: list | None = None) -> torch.Tensor:
     """ws (N, num_ws, w_dim) -> float32 images (N, C, R, R) on the CPU. noise_mode 'random' takes image i's noise
-    from noise_seeds[i] (drawn on the CPU), so it too is the same on every device and batch size."""
+    from noise_seeds[i] (drawn on the CPU), so it too is the same on every device and batch size. `noise`, per
+    layer (N, 1, r, r) or None, gives every image its own noise maps instead (projected latents)."""
     if noise_mode == "random" and (noise_seeds is None or len(noise_seeds) != len(ws)):
         raise ValueError("noise_mode='random' needs one noise seed per image")
     device, dtype = _where(G)
     out = []
     with tqdm(total=len(ws), unit="img", desc=desc, disable=not progress, leave=False) as bar:
         for i in range(0, len(ws), batch):
-            noise = None
-            if noise_mode == "random":
-                noise = [n if n is None else n.to(device, dtype) for n in seed_noise(G, noise_seeds[i:i + batch])]
-            img = G.synthesis(ws[i:i + batch].to(device, dtype), noise_mode=noise_mode, noise=noise)
+            chunk = None
+            if noise is not None:
+                chunk = [n if n is None else n[i:i + batch].to(device, dtype) for n in noise]
+            elif noise_mode == "random":
+                chunk = [n if n is None else n.to(device, dtype) for n in seed_noise(G, noise_seeds[i:i + batch])]
+            img = G.synthesis(ws[i:i + batch].to(device, dtype), noise_mode=noise_mode, noise=chunk)
             out.append(img.float().cpu())
             bar.update(len(img))
     return torch.cat(out)
 
 
 def iter_images(G: Generator, seeds: list[int], psi: float = 1.0, cutoff: int | None = None,
-                noise_mode: str = "const", batch: int = 16):
-    """Yield (seeds, uint8 images (n, H, W, C)) one batch at a time, so any number of seeds fits in memory."""
+                noise_mode: str = "const", batch: int = 16, edit=None):
+    """Yield (seeds, uint8 images (n, H, W, C)) one batch at a time, so any number of seeds fits in memory.
+    `edit`, if given, maps the truncated ws (n, num_ws, w_dim) to edited ones (see latents.apply_edits)."""
     for i in range(0, len(seeds), batch):
         chunk = seeds[i:i + batch]
         ws = G.truncate(broadcast(G, map_seeds(G, chunk, batch)), psi, cutoff)
+        ws = ws if edit is None else edit(ws)
         yield chunk, to_uint8(synthesize(G, ws, noise_mode, chunk, batch))
 
 
 def generate_images(G: Generator, seeds: list[int], psi: float = 1.0, cutoff: int | None = None,
-                    noise_mode: str = "const", batch: int = 16) -> np.ndarray:
+                    noise_mode: str = "const", batch: int = 16, edit=None) -> np.ndarray:
     """seeds -> uint8 (N, H, W, C): the image of each seed, the same whatever `batch`."""
-    return np.concatenate([imgs for _, imgs in iter_images(G, seeds, psi, cutoff, noise_mode, batch)])
+    return np.concatenate([imgs for _, imgs in iter_images(G, seeds, psi, cutoff, noise_mode, batch, edit)])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Projected latents (project.py) beside seeds: explicit ws and noise maps per image
+
+
+def seed_noise_maps(G: Generator, seeds: list[int], noise_mode: str) -> list[torch.Tensor | None]:
+    """The noise each seed's image gets in `noise_mode`, spelled out per layer as (N, 1, r, r), so that seeds and
+    projected latents (which carry their own maps) can share one batch. 'none' is zeros."""
+    if noise_mode == "random":
+        return seed_noise(G, seeds)
+    maps = G.synthesis.const_noise()
+    maps = [None if m is None else m.detach().cpu().expand(len(seeds), -1, -1, -1) for m in maps]
+    return [None if m is None else (torch.zeros_like(m) if noise_mode == "none" else m) for m in maps]
+
+
+def cat_noise(*lists: list) -> list:
+    """Concatenate per-layer noise lists along the batch."""
+    return [None if parts[0] is None else torch.cat([p.cpu().to(parts[0].dtype) for p in parts])
+            for parts in zip(*lists)]
+
+
+def read_latents(G: Generator, files: list[str]) -> tuple[list[str], torch.Tensor, list]:
+    """latent .npz files -> (labels, ws (N, num_ws, w_dim), noise per layer (N, 1, r, r) or None)."""
+    labels, wss, noises = [], [], []
+    for f in files:
+        ws, noise, _ = load_latents(f, G)
+        labels.append(Path(f).stem)
+        wss.append(ws[None])
+        noises.append([None if n is None else n.cpu() for n in noise])
+    return labels, torch.cat(wss), cat_noise(*noises)
+
+
+def parse_latent_files(text: str) -> list[str]:
+    files = [f.strip() for f in str(text).split(",") if f.strip()]
+    if not files:
+        raise UsageError("--latents is empty: pass one or more .npz files from project.py, comma-separated")
+    return files
+
+
+def parse_strengths(text: str) -> list[float]:
+    lo, hi = EDIT_RANGE
+    try:
+        vals = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        raise UsageError(f"invalid --strengths {text!r}: use comma-separated numbers, e.g. -3,-1.5,0,1.5,3") from None
+    bad = [v for v in vals if not lo <= v <= hi]
+    if bad:
+        raise UsageError(f"edit strength {bad[0]:g} is outside [{lo:g}, {hi:g}] (units: standard deviations of w "
+                         "along the direction; +-3 is a strong edit)")
+    return vals
+
+
+def edit_figure(G: Generator, labels: list[str], ws: torch.Tensor, noise: list, attribute: str,
+                strengths: list[float], dirs: dict, first: int = 0, stop: int | None = None, batch: int = 16,
+                upscale: int | None = None, progress: bool = False) -> Image.Image:
+    """A row per latent (ws (N, num_ws, w_dim), already truncated, with its noise maps), a column per strength of
+    the edit along `attribute`'s direction on style layers [first, stop)."""
+    rows = [apply_edits(ws, [(attribute, s)], dirs, first, stop) for s in strengths]  # each (N, num_ws, w_dim)
+    grid = torch.stack(rows, 1).flatten(0, 1)  # row-major: (N * S, num_ws, w_dim)
+    rep = [None if n is None else n.repeat_interleave(len(strengths), 0) for n in noise]
+    imgs = to_uint8(synthesize(G, grid, batch=batch, progress=progress, desc="edit", noise=rep))
+    imgs = imgs.reshape(len(labels), len(strengths), *imgs.shape[1:])
+    head = [[f"{attribute} {s:+g}" for s in strengths]] + [[None] * len(strengths)] * (len(labels) - 1)
+    fig = compose([list(r) for r in imgs], head, labels, upscale or auto_upscale(G.cfg.resolution))
+    layout = json.loads(fig.info["layout"])
+    layout.update(rows=labels, cols=strengths, attribute=attribute, layers=[first, stop or G.num_ws])
+    fig.info["layout"] = json.dumps(layout)
+    return fig
+
+
+@torch.no_grad()
+def latent_path_frames(G: Generator, ws: torch.Tensor, noise: list, frames: int = 60, loop: bool = False,
+                       batch: int = 16, progress: bool = False) -> np.ndarray:
+    """An interpolation through latents ws (P, num_ws, w_dim) with their noise maps, in order: ws and noise maps
+    are both lerped, so a projected image keeps its own noise at its end point. Returns uint8 (F, H, W, C)."""
+    order = list(range(len(ws))) + ([0] if loop else [])
+    t = torch.arange(frames, dtype=torch.float64) / frames
+    a = torch.cat([torch.full((frames,), i) for i in order[:-1]] + ([] if loop else [torch.tensor([order[-1]])]))
+    b = torch.cat([torch.full((frames,), j) for j in order[1:]] + ([] if loop else [torch.tensor([order[-1]])]))
+    tt = torch.cat([t.repeat(len(order) - 1)] + ([] if loop else [torch.zeros(1, dtype=t.dtype)]))[:, None, None]
+    w = ws.double().cpu()
+    path = w[a] + (w[b] - w[a]) * tt
+    maps = [None if n is None else n.double()[a] + (n.double()[b] - n.double()[a]) * tt[..., None] for n in noise]
+    return to_uint8(synthesize(G, path, batch=batch, progress=progress, desc="interp", noise=maps))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -282,23 +377,33 @@ def grid_figure(images: np.ndarray, seeds: list[int], cols: int | None = None, u
 def style_mixing_figure(G: Generator, row_seeds: list[int], col_seeds: list[int],
                         styles: list[tuple[str, int, int]] | None = None, psi: float = 1.0, cutoff: int | None = None,
                         noise_mode: str = "const", batch: int = 16, upscale: int | None = None,
-                        progress: bool = False) -> Image.Image:
+                        progress: bool = False, row_latents: tuple | None = None) -> Image.Image:
     """Paper Figure 3. Top row: the B sources (col_seeds); left column: the A sources (row_seeds); cell (a, b) is A
     with the style layers [first, stop) of one range copied from B. One block of rows per range in `styles`
     (default: the paper's coarse, middle and fine). Truncation, if any, applies after mixing. With 'random'
-    noise a mixed image takes A's noise."""
+    noise a mixed image takes A's noise. row_latents = (labels, ws (A, num_ws, w_dim), noise maps) puts projected
+    latents in the A column instead of row_seeds; their mixed images take their own noise maps."""
     R = G.cfg.resolution
     styles = styles or parse_styles("coarse,middle,fine", G.num_ws, R)
-    wa, wb = map_seeds(G, row_seeds, batch), map_seeds(G, col_seeds, batch)
+    wb = map_seeds(G, col_seeds, batch)
+    wa = broadcast(G, map_seeds(G, row_seeds, batch)) if row_latents is None else row_latents[1].to(wb)
+    na = len(wa)
     mixed = []
     for _, first, stop in styles:
-        ws = broadcast(G, wa).unsqueeze(1).repeat(1, len(col_seeds), 1, 1)  # (A, B, num_ws, w_dim)
+        ws = wa.unsqueeze(1).repeat(1, len(col_seeds), 1, 1)  # (A, B, num_ws, w_dim)
         ws[:, :, first:stop] = wb[None, :, None, :]
         mixed.append(ws.flatten(0, 1))
-    ws = torch.cat([broadcast(G, wb), broadcast(G, wa)] + mixed)
-    noise_seeds = col_seeds + row_seeds + [a for _ in styles for a in row_seeds for _ in col_seeds]
-    imgs = to_uint8(synthesize(G, G.truncate(ws, psi, cutoff), noise_mode, noise_seeds, batch, progress, "mixing"))
-    nb, na = len(col_seeds), len(row_seeds)
+    ws = G.truncate(torch.cat([broadcast(G, wb), wa] + mixed), psi, cutoff)
+    if row_latents is None:
+        noise_seeds = col_seeds + row_seeds + [a for _ in styles for a in row_seeds for _ in col_seeds]
+        imgs = to_uint8(synthesize(G, ws, noise_mode, noise_seeds, batch, progress, "mixing"))
+    else:
+        na_noise = row_latents[2]
+        per_a = [None if n is None else n.repeat_interleave(len(col_seeds), 0) for n in na_noise]
+        noise = cat_noise(seed_noise_maps(G, col_seeds, noise_mode), na_noise, *[per_a] * len(styles))
+        imgs = to_uint8(synthesize(G, ws, batch=batch, progress=progress, desc="mixing", noise=noise))
+        row_seeds = row_latents[0]
+    nb = len(col_seeds)
     b_imgs, a_imgs, cells_mixed = imgs[:nb], imgs[nb:nb + na], imgs[nb + na:].reshape(len(styles), na, nb, *imgs.shape[1:])
     cells = [[None] + list(b_imgs)]
     labels = [[None] + [f"B {s}" for s in col_seeds]]
@@ -466,6 +571,14 @@ EXAMPLES = """examples:
   python generate.py --figure noise --seeds 5 --samples 100    stochastic variation and std map (Figure 4)
   python generate.py --figure truncation --seeds 1-4 --psis 1,0.7,0.5,0,-0.5,-1   (Figure 8)
   python generate.py --figure interp --seeds 1,2,3 --space z --frames 60 --loop --format gif
+  python generate.py --latents out/projections/me.npz          render a projected image (project.py)
+  python generate.py --latents me.npz --figure mixing --cols 4-8       the projection as A, seeds as B
+  python generate.py --latents me.npz,you.npz --figure interp --seeds 3   through the latents, then the seeds
+  python generate.py --seeds 0-7 --edit smiling=2,eyeglasses=-1 --edit-layers 0-5
+  python generate.py --figure edit --seeds 0-3 --latents me.npz --attribute smiling --strengths=-3,-1.5,0,1.5,3
+
+Edits move w along an attribute's direction (directions.npz beside the network, written by
+`python metrics.py --metrics ls`); a strength of 1 is one standard deviation of the generated w's along it.
 
 Files are named by seed; existing files are never replaced without --overwrite.
 Each PNG carries its seed(s), psi, cutoff, noise mode and network in its text metadata."""
@@ -508,6 +621,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fps", type=int_at_least(1), default=30)
     g.add_argument("--loop", action="store_true", help="return to the first seed")
     g.add_argument("--format", choices=("gif", "webp", "mp4"), default="gif", help="mp4 needs ffmpeg")
+    g = p.add_argument_group("projected latents and attribute edits")
+    g.add_argument("--latents", metavar="FILES", help="latent .npz files from project.py, comma-separated: rendered, "
+                   "or the A rows of --figure mixing, points of --figure interp (before --seeds), rows of "
+                   "--figure edit")
+    g.add_argument("--edit", metavar="EDITS", help="move w along attribute directions, e.g. smiling=2,eyeglasses=-1 "
+                   "(strength in standard deviations of w, within [-10, 10])")
+    g.add_argument("--edit-layers", default=None, metavar="LAYERS",
+                   help="style layers the edit acts on: coarse, middle, fine or a range like 0-5 (default: all)")
+    g.add_argument("--directions", help="attribute directions .npz (default: directions.npz beside the network)")
+    g.add_argument("--attribute", help="--figure edit: the attribute to vary")
+    g.add_argument("--strengths", default=",".join(f"{s:g}" for s in EDIT_STRENGTHS),
+                   help="--figure edit: strength per column, written --strengths=-3,0,3 so that a leading minus is "
+                        "not read as an option (default %(default)s)")
     return p
 
 
@@ -529,16 +655,26 @@ def main(argv=None) -> list[Path]:
     fig = args.figure
     if args.trunc is not None:
         check_psi(args.trunc)
+    latent_files = parse_latent_files(args.latents) if args.latents is not None else []
+    if latent_files and fig in ("noise", "truncation"):
+        raise UsageError(f"--figure {fig} takes seeds only: drop --latents, or use --figure mixing, interp or edit")
+    if latent_files and fig == "interp" and args.space == "z":
+        raise UsageError("projected latents live in W: use --space w with --latents")
+    if fig == "edit" and not args.attribute:
+        raise UsageError("--figure edit needs --attribute, e.g. --attribute smiling")
+    seeds = []
     if fig == "mixing":
-        if not (args.rows and args.cols):
+        if not ((args.rows or latent_files) and args.cols):
             raise UsageError("--figure mixing needs --rows (A seeds) and --cols (B seeds), e.g. --rows 1-3 --cols 4-8")
-        rows, cols = parse_seeds(args.rows), parse_seeds(args.cols)
-    elif not args.seeds:
-        raise UsageError("--seeds is required, e.g. --seeds 0-99 or --seeds 1,5,10-12")
-    else:
+        if args.rows and latent_files:
+            raise UsageError("--figure mixing takes its A sources from --rows or --latents, not both")
+        rows, cols = parse_seeds(args.rows) if args.rows else [], parse_seeds(args.cols)
+    elif args.seeds:
         seeds = parse_seeds(args.seeds)
+    elif not latent_files:
+        raise UsageError("--seeds is required, e.g. --seeds 0-99 or --seeds 1,5,10-12")
     psis = parse_psis(args.psis) if fig == "truncation" else None
-    if fig == "interp" and len(seeds) < 2 and not args.loop:
+    if fig == "interp" and len(seeds) + len(latent_files) < 2 and not args.loop:
         raise UsageError("--figure interp needs at least two seeds, e.g. --seeds 1,2,3")
     device = _device(args.device)
     if device.type == "mps" and args.dtype == "float64":
@@ -552,12 +688,28 @@ def main(argv=None) -> list[Path]:
     cutoff = check_cutoff(args.trunc_cutoff, G.num_ws)
     if fig == "mixing":
         styles = parse_styles(args.styles, G.num_ws, R)
+    edits, dirs, edit = [], None, None
+    if args.edit is not None or fig == "edit":
+        dirs = load_directions(args.directions or directions_path(network), G)
+        layers = parse_styles(args.edit_layers, G.num_ws, R) if args.edit_layers else [("all", 0, G.num_ws)]
+        if len(layers) != 1:
+            raise UsageError(f"--edit-layers takes one range, not {args.edit_layers!r}: e.g. coarse or 0-5")
+        first, stop = layers[0][1:]
+        if fig == "edit":
+            parse_edits(f"{args.attribute}=0", dirs["names"])  # the attribute must be known
+            strengths = parse_strengths(args.strengths)
+        if args.edit is not None:
+            edits = parse_edits(args.edit, dirs["names"])
+            edit = lambda ws: apply_edits(ws, edits, dirs, first, stop)
+    latent_labels, latent_ws, latent_noise = read_latents(G, latent_files) if latent_files else ([], None, None)
     if fig == "noise" and args.zoom > R:
         raise UsageError(f"--zoom {args.zoom} is larger than the image ({R} px): pass a zoom of at most {R}, or 0")
     upscale = args.upscale or auto_upscale(R)
 
     # Default outdir: the network's run name and the options that change the pixels.
-    tag = [network_name(network), fig or "seeds"]
+    tag = [network_name(network), fig or ("latents" if latent_files and not seeds else "seeds")]
+    if edits:
+        tag.append("edit-" + _slug(args.edit.replace("=", "")))
     if fig != "truncation" and args.trunc != 1:
         tag.append(f"psi{args.trunc:g}")
     if cutoff is not None:
@@ -569,13 +721,29 @@ def main(argv=None) -> list[Path]:
     meta = {"network": str(network), "psi": f"{args.trunc:g}", "cutoff": str(eff_cutoff), "noise_mode": args.noise_mode}
     shown = min(args.shown, args.samples)
 
+    if fig is None and latent_files:
+        targets = [outdir / f"{name}.png" for name in latent_labels] + [outdir / f"seed{s:04d}.png" for s in seeds]
+        prepare_outdir(outdir, targets, args.overwrite)
+        ws = G.truncate(latent_ws, args.trunc, cutoff)
+        imgs = to_uint8(synthesize(G, ws if edit is None else edit(ws), batch=args.batch, noise=latent_noise))
+        if seeds:
+            imgs = np.concatenate([imgs, generate_images(G, seeds, args.trunc, cutoff, args.noise_mode, args.batch,
+                                                         edit)])
+        for path, img, src in zip(targets, imgs, latent_files + [str(s) for s in seeds]):
+            save_png(img, path, {**meta, **({"latents": src} if src.endswith(".npz") else {"seed": src}),
+                                 **({"edit": args.edit} if edits else {})})
+        print(f"wrote {len(targets)} images to {outdir}")
+        return targets
+
     if fig is None:
+        if edits:
+            meta["edit"] = args.edit
         targets = [outdir / f"seed{s:04d}.png" for s in seeds]
         grid_path = outdir / f"grid-seeds{_slug(args.seeds)}.png"
         prepare_outdir(outdir, targets + ([grid_path] if args.grid else []), args.overwrite)
         kept = []
         with tqdm(total=len(seeds), unit="img", desc="generate") as bar:
-            for chunk, imgs in iter_images(G, seeds, args.trunc, cutoff, args.noise_mode, args.batch):
+            for chunk, imgs in iter_images(G, seeds, args.trunc, cutoff, args.noise_mode, args.batch, edit):
                 for s, img in zip(chunk, imgs):
                     save_png(img, outdir / f"seed{s:04d}.png", {**meta, "seed": str(s)})
                 kept += [imgs] if args.grid else []
@@ -588,12 +756,29 @@ def main(argv=None) -> list[Path]:
         return targets
 
     if fig == "mixing":
-        name = f"mixing-rows{_slug(args.rows)}-cols{_slug(args.cols)}"
+        a_name = _slug(args.rows) if args.rows else "-".join(latent_labels)
+        name = f"mixing-rows{a_name}-cols{_slug(args.cols)}"
         name += "" if args.styles == "coarse,middle,fine" else f"-styles{_slug(args.styles)}"
+        row_latents = (latent_labels, latent_ws, latent_noise) if latent_files else None
         make = lambda: [style_mixing_figure(G, rows, cols, styles, args.trunc, cutoff, args.noise_mode, args.batch,
-                                            upscale, progress=True)]
+                                            upscale, progress=True, row_latents=row_latents)]
         paths = [outdir / f"{name}.png"]
-        extra = [{"figure": "style mixing (Figure 3)", "rows": rows, "cols": cols}]
+        extra = [{"figure": "style mixing (Figure 3)", "rows": rows or latent_files, "cols": cols}]
+    elif fig == "edit":
+        labels = latent_labels + [f"seed {s}" for s in seeds]
+        ws, noise = latent_ws, latent_noise
+        if seeds:
+            seed_ws = broadcast(G, map_seeds(G, seeds, args.batch))
+            seed_maps = seed_noise_maps(G, seeds, args.noise_mode)
+            ws = seed_ws if ws is None else torch.cat([ws, seed_ws.to(ws)])
+            noise = seed_maps if noise is None else cat_noise(noise, seed_maps)
+        ws = G.truncate(ws, args.trunc, cutoff)
+        name = "edit-" + "-".join(latent_labels + ([f"seeds{_slug(args.seeds)}"] if seeds else []))
+        paths = [outdir / f"{name}-{args.attribute}.png"]
+        make = lambda: [edit_figure(G, labels, ws, noise, args.attribute, strengths, dirs, first, stop, args.batch,
+                                    upscale, progress=True)]
+        extra = [{"figure": "attribute edit", "rows": labels, "attribute": args.attribute, "strengths": strengths,
+                  "layers": [first, stop]}]
     elif fig == "noise":
         paths = [outdir / f"noise-seed{s:04d}.png" for s in seeds]
         make = lambda: (noise_figure(G, s, args.samples, shown, args.zoom, args.trunc, cutoff, args.batch, upscale,
@@ -604,12 +789,22 @@ def main(argv=None) -> list[Path]:
         make = lambda: [truncation_figure(G, seeds, psis, cutoff, args.noise_mode, args.batch, upscale, progress=True)]
         extra = [{"figure": "truncation (Figure 8)", "seeds": seeds, "psi": psis}]
     else:  # interp
-        path = outdir / f"interp-{args.space}-seeds{_slug(args.seeds)}{'-loop' if args.loop else ''}.{args.format}"
+        points = "-".join(latent_labels + ([f"seeds{_slug(args.seeds)}"] if seeds else []))
+        path = outdir / f"interp-{args.space}-{points}{'-loop' if args.loop else ''}.{args.format}"
         prepare_outdir(outdir, [path], args.overwrite)
-        frames = interpolation_frames(G, seeds, args.space, args.frames, args.loop, args.trunc, cutoff,
-                                      args.noise_mode, args.batch, progress=True)
+        if latent_files:
+            ws, noise = latent_ws, latent_noise
+            if seeds:
+                ws = torch.cat([ws, broadcast(G, map_seeds(G, seeds, args.batch)).to(ws)])
+                noise = cat_noise(noise, seed_noise_maps(G, seeds, args.noise_mode))
+            frames = latent_path_frames(G, G.truncate(ws, args.trunc, cutoff), noise, args.frames, args.loop,
+                                        args.batch, progress=True)
+        else:
+            frames = interpolation_frames(G, seeds, args.space, args.frames, args.loop, args.trunc, cutoff,
+                                          args.noise_mode, args.batch, progress=True)
         save_animation(frames, path, args.fps, {**meta, "figure": f"interpolation in {args.space.upper()}",
-                                                "seeds": seeds, "frames": len(frames)}, args.overwrite)
+                                                "seeds": seeds, "latents": latent_files, "frames": len(frames)},
+                       args.overwrite)
         print(f"wrote {path}")
         return [path]
 

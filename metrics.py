@@ -521,12 +521,17 @@ def conditional_entropy(y: np.ndarray, x: np.ndarray) -> float:
     return entropy(joint.ravel()) - entropy(joint.sum(1))
 
 
-def separability_score(latents: np.ndarray, logits: np.ndarray, keep: float = 0.5) -> tuple[float, list[float]]:
+def separability_score(latents: np.ndarray, logits: np.ndarray, keep: float = 0.5, normals: list | None = None
+                       ) -> tuple[float, list[float]]:
     """exp(sum over attributes of H(Y|X)) and the per-attribute H (nats).
 
     Per attribute: Y = classifier label (logit > 0) with confidence max(softmax([l, -l])); keep the `keep` most
     confident fraction; fit a linear SVM (LinearSVC with SVC_PARAMS) from the latents to Y and predict the same
-    points (X). Labels of one class only are predicted perfectly (H = 0), as the official code assumes."""
+    points (X). Labels of one class only are predicted perfectly (H = 0), as the official code assumes.
+
+    With a list as `normals`, each attribute's unit SVM normal (coef_ / |coef_|, pointing to the side where the
+    attribute is present: the editing direction of InterFaceGAN, Shen et al. 2020) is appended to it; NaNs when
+    the kept labels are of one class only and no boundary exists."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
@@ -540,11 +545,15 @@ def separability_score(latents: np.ndarray, logits: np.ndarray, keep: float = 0.
         kept = np.argsort(-confidence, kind="stable")[:n_keep]
         y = (logits[kept, a] > 0).astype(int)
         if y.min() == y.max():
-            x = y
+            x, normal = y, np.full(latents.shape[1], np.nan)
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                x = LinearSVC(**SVC_PARAMS).fit(latents[kept], y).predict(latents[kept])
+                svm = LinearSVC(**SVC_PARAMS).fit(latents[kept], y)
+            x = svm.predict(latents[kept])
+            normal = svm.coef_[0] / np.linalg.norm(svm.coef_[0])  # classes_ = [0, 1]: + points to label 1
+        if normals is not None:
+            normals.append(normal)
         entropies.append(conditional_entropy(y, x))
     return float(np.exp(np.sum(entropies))), entropies
 
@@ -676,7 +685,8 @@ def attribute_classifier(data: str, resolution: int, device="cpu", progress: boo
 @torch.no_grad()
 def separability(G, classifier: nn.Module, num: int = DEFAULT_NUM["ls"], seed: int = 0, batch: int = 32,
                  device=None, progress: bool = True, keep: float = 0.5) -> dict:
-    """Linear separability of Z and W: {'z': score, 'w': score, 'H_z': [...], 'H_w': [...]}."""
+    """Linear separability of Z and W: {'z': score, 'w': score, 'H_z': [...], 'H_w': [...], 'directions':
+    (A, w_dim) unit SVM normals in W (+ = attribute present), 'stds': (A,) std of the sampled w along each}."""
     state = _process_state()
     device = device or _device_of(G)
     mine = _shard(num, state)
@@ -693,12 +703,31 @@ def separability(G, classifier: nn.Module, num: int = DEFAULT_NUM["ls"], seed: i
     z = np.stack([sample_rng(seed, STREAM_LS, i).standard_normal(G.cfg.z_dim) for i in range(num)])
     w = torch.cat([G.mapping(torch.from_numpy(c).float().to(device)).cpu() for c in np.array_split(z, max(1, num // 4096))])
     score_z, h_z = separability_score(z, logits, keep)
-    score_w, h_w = separability_score(w.numpy(), logits, keep)
-    return {"z": score_z, "w": score_w, "H_z": h_z, "H_w": h_w}
+    normals = []
+    score_w, h_w = separability_score(w.numpy(), logits, keep, normals)
+    directions = np.stack(normals)
+    stds = (w.double().numpy() @ np.nan_to_num(directions).T).std(0)
+    return {"z": score_z, "w": score_w, "H_z": h_z, "H_w": h_w, "directions": directions, "stds": stds}
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Command line
+
+
+def save_attribute_directions(network: str, G, names: list[str], result: dict, info: dict, num: int,
+                              seed: int) -> Path | None:
+    """directions.npz beside the network (latents.py reads it): the separability run's SVM normals in W and the
+    spread of w along them, with a note of the classifier and samples they came from. None for a Hub id."""
+    from latents import directions_path, network_fingerprint, save_directions
+
+    if not Path(network).exists():
+        return None
+    note = {"classifier": {"dataset": info["dataset"], "holdout_accuracy": info["holdout_accuracy"]},
+            "samples": num, "fitted_on": "the most confident half of the samples, per attribute", "seed": seed,
+            "network": str(network), "fingerprint": network_fingerprint(G),
+            "strength_unit": "one standard deviation of the sampled w along the direction",
+            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    return save_directions(directions_path(network), names, result["directions"], result["stds"], note)
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -813,6 +842,8 @@ def main(argv=None):
                              progress=main_proc)
             seconds = time.time() - t0
             names = info["attribute_names"]
+            if main_proc:
+                save_attribute_directions(network, G, names, r, info, num, args.seed)
             for space in ("z", "w"):
                 entries[f"ls_{space}"] = {"value": r[space], "num": num, **common_info, "time_s": round(seconds, 2),
                                           "date": date, "entropies": dict(zip(names, r[f"H_{space}"])),
@@ -849,6 +880,8 @@ def main(argv=None):
             for a in names:
                 print(f"{a:<24}{entries['ls_z']['entropies'][a]:>10.4f}{entries['ls_w']['entropies'][a]:>10.4f}")
         print(f"results written to {path}")
+        if "ls_w" in entries and Path(network).exists():
+            print(f"attribute directions written beside the network ({Path(path).parent / 'directions.npz'})")
 
 
 def _reraise_data_error(e: Exception):

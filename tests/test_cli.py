@@ -14,11 +14,13 @@ import demo
 import generate
 import metrics
 import model
+import project
 import train
 from conftest import ROOT
 
 SCRIPTS = {"train.py": train.main, "generate.py": generate.main, "metrics.py": metrics.main, "demo.py": demo.main,
-           "bench.py": bench.main, "ablation.py": ablation.main, "data.py": data.main, "model.py": model.main}
+           "bench.py": bench.main, "ablation.py": ablation.main, "data.py": data.main, "model.py": model.main,
+           "project.py": project.main}
 
 # Flags whose valid range includes 0 or negative numbers (everything else must refuse them).
 ACCEPT_ZERO = {"--stable-kimg", "--gamma", "--style-mixing", "--freeze-d", "--mapping-layers", "--seed", "--workers", "--threads", "--zoom", "--port",

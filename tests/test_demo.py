@@ -291,3 +291,94 @@ def test_screenshot_for_the_readme(app, tmp_path):
     path = demo.take_screenshot(app, tmp_path / "docs" / "demo.png")
     img = Image.open(path)
     assert img.width == 1280 and img.height >= 700 and path.stat().st_size < 400_000
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Your photo: projection, edits and mixing, through gradio_client and in Chromium
+
+
+@pytest.fixture(scope="module")
+def photo_setup(tmp_path_factory):
+    """A tiny network with attribute directions beside it, an app serving it, and a photo."""
+    import latents
+
+    G = make_tiny_generator()
+    folder = tmp_path_factory.mktemp("photo") / "00000-tiny" / "network"
+    save_network(G, folder)
+    d = np.random.RandomState(0).randn(2, G.cfg.w_dim)
+    latents.save_directions(latents.directions_path(folder), ["smiling", "bangs"],
+                            d / np.linalg.norm(d, axis=1, keepdims=True), [1.0, 1.0],
+                            {"fingerprint": latents.network_fingerprint(G)})
+    photo = tmp_path_factory.mktemp("upload") / "me.png"
+    Image.fromarray(np.random.RandomState(1).randint(0, 255, (30, 50, 3), np.uint8)).save(photo)
+    blocks = demo.build_demo({"00000-tiny": folder}, "cpu")
+    url = demo.launch_demo(blocks, port=_free_port(), block=False)
+    yield url, photo, G
+    blocks.close()
+
+
+def test_photo_functions(G, tmp_path):
+    photo = tmp_path / "me.png"
+    Image.fromarray(np.full((20, 40, 3), 128, np.uint8)).save(photo)
+    img, lat = demo.project_photo(G, str(photo), 3, "w+")
+    assert img.shape == (16, 16, 3) and lat["ws"].shape == (1, G.num_ws, G.cfg.w_dim) and lat["lpips"] >= 0
+    dirs = {"names": ["smiling"], "directions": np.eye(1, G.cfg.w_dim, dtype=np.float32),
+            "stds": np.ones(1, np.float32)}
+    np.testing.assert_array_equal(demo.edit_projection(G, lat, dirs, {"smiling": 0.0}), img)  # no edit, no change
+    assert not np.array_equal(demo.edit_projection(G, lat, dirs, {"smiling": 3.0}), img)
+    seed_img, mixed = demo.mix_projection(G, lat, 4, 0, G.num_ws)  # every layer from the seed, the photo's noise
+    _, self_mix = demo.mix_projection(G, lat, 4, 0, 0 + 1)
+    assert not np.array_equal(mixed, img) and not np.array_equal(self_mix, img)
+    for call, message in [(lambda: demo.project_photo(G, None, 3), "upload an image first"),
+                          (lambda: demo.project_photo(G, str(tmp_path / "x.png"), 3), "does not exist"),
+                          (lambda: demo.project_photo(G, str(photo), 0), "steps must be"),
+                          (lambda: demo.edit_projection(G, lat, dirs, {"grin": 1.0}), "unknown attribute"),
+                          (lambda: demo.edit_projection(G, lat, dirs, {"smiling": 11.0}), "between -10 and 10"),
+                          (lambda: demo.mix_projection(G, None, 4, 0, 1), "press Project first")]:
+        with pytest.raises(UsageError, match=message):
+            call()
+
+
+def test_photo_endpoints(photo_setup, tmp_path):
+    url, photo, G = photo_setup
+    client = gr_client.Client(url, verbose=False, download_files=str(tmp_path))
+    with pytest.raises(gr_client.exceptions.AppError, match="press Project first"):
+        client.predict("00000-tiny", 1, 0, 2, api_name="/mix_photo")
+    target, projected, info = client.predict("00000-tiny", gr_client.handle_file(str(photo)), 3, "w",
+                                                api_name="/project")
+    assert _img(target).shape == (256, 256, 3) and "LPIPS" in info
+    # the session's latents feed the edit and the mix
+    plain = _img(client.predict("00000-tiny", 0, 0, api_name="/edit_photo"))
+    np.testing.assert_array_equal(plain, _img(projected))
+    assert not np.array_equal(_img(client.predict("00000-tiny", 3, -2, api_name="/edit_photo")), plain)
+    seed_img, mixed = client.predict("00000-tiny", 5, 0, 2, api_name="/mix_photo")
+    assert not np.array_equal(_img(mixed), plain)
+    np.testing.assert_array_equal(_img(seed_img)[::16, ::16], demo.generate_image(G, 5))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(gr_client.exceptions.AppError) as e:
+        client.predict("00000-tiny", gr_client.handle_file(str(tmp_path / "bad.png")), 3, "w", api_name="/project")
+    assert "cannot read" in str(e.value) and "Traceback" not in str(e.value)
+
+
+def test_browser_project_a_photo(photo_setup):
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    url, photo, _ = photo_setup
+    with sync_playwright() as p:
+        browser = demo.launch_chromium(p)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.get_by_role("tab", name="Your photo").click()
+            page.locator("#photo input[type=file]").set_input_files(str(photo))
+            steps = page.locator("#steps input[type=number]")
+            steps.fill("3")
+            steps.press("Tab")
+            page.get_by_role("button", name="Project", exact=True).click()
+            page.wait_for_function("document.querySelector('#project-info')?.innerText.includes('in 3 steps')",
+                                   timeout=120_000)
+            assert page.locator("#projected img").get_attribute("src")
+            assert "Traceback" not in page.content()
+        finally:
+            browser.close()

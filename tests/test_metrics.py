@@ -353,8 +353,13 @@ def test_separability_pipeline_on_tiny_network():
     classifier = metrics.AttributeClassifier(16, 3).eval()
     r1 = metrics.separability(G, classifier, num=40, batch=16, progress=False)
     r2 = metrics.separability(G, classifier, num=40, batch=40, progress=False)
-    assert r1 == r2 and set(r1) == {"z", "w", "H_z", "H_w"} and len(r1["H_w"]) == 3
+    assert set(r1) == {"z", "w", "H_z", "H_w", "directions", "stds"} and len(r1["H_w"]) == 3
+    for k in r1:
+        np.testing.assert_array_equal(r1[k], r2[k])
     assert 1.0 <= r1["z"] <= 8.0 + 1e-9 and 1.0 <= r1["w"] <= 8.0 + 1e-9
+    assert r1["directions"].shape == (3, G.cfg.w_dim) and r1["stds"].shape == (3,)
+    norms = np.linalg.norm(r1["directions"], axis=1)  # unit normals, or NaN where a label had one class only
+    assert all(np.isnan(n) or abs(n - 1) < 1e-6 for n in norms)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -167,6 +167,20 @@ def stochastic_variation(G: Generator, seed: int, n: int = 4, psi: float = 1.0, 
 # Your photo: projection (project.py), attribute edits and mixing of the projected latents (latents.py)
 
 
+def uploaded_path(photo) -> str | None:
+    """The server-side file of an upload. The events take their values unprocessed (see build_demo), so an upload
+    arrives as Gradio's file record, which Gradio has already confined to its upload folder; anything else an API
+    client sends (a bare path, a record naming another file) is refused, so no other file on the server is read."""
+    from gradio.utils import get_upload_folder, is_in_or_equal
+
+    if photo is None:
+        return None
+    path = photo.get("path") if isinstance(photo, dict) else None
+    if not isinstance(path, str) or not is_in_or_equal(path, get_upload_folder()):
+        raise UsageError("the photo must be an uploaded file: use the upload box, or gradio_client's handle_file")
+    return path
+
+
 def project_photo(G: Generator, path: str, steps: int, space: str = "w", progress=None) -> tuple[np.ndarray, dict]:
     """An image file -> (the projected image (H, W, 3) uint8, latents {'ws', 'noise', 'lpips', 'target'}).
     `progress(step, steps, lpips)` is called after every step."""
@@ -174,7 +188,7 @@ def project_photo(G: Generator, path: str, steps: int, space: str = "w", progres
 
     if path is None:
         raise UsageError("no photo yet: upload an image first")
-    if steps is None or int(steps) != steps or not 1 <= steps <= MAX_PROJECT_STEPS:
+    if not _is_whole(steps) or not 1 <= steps <= MAX_PROJECT_STEPS:
         raise UsageError(f"projection steps must be a whole number from 1 to {MAX_PROJECT_STEPS}, not {steps}")
     if space not in project.SPACES:
         raise UsageError(f"latent space must be one of {', '.join(project.SPACES)}, not {space!r}")
@@ -203,7 +217,7 @@ def edit_projection(G: Generator, latents: dict, dirs: dict, strengths: dict[str
     for name, s in strengths.items():
         if name not in dirs["names"]:
             raise UsageError(f"unknown attribute {name!r}: choose from {', '.join(dirs['names'])}")
-        if s is None or not math.isfinite(s) or not lo <= s <= hi:
+        if not _is_number(s) or not math.isfinite(s) or not lo <= s <= hi:
             raise UsageError(f"strength of {name} must be between {lo:g} and {hi:g}, not {s}")
         if s:
             edits.append((name, float(s)))
@@ -402,7 +416,7 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
     def project_photo_event(network, photo, steps, space, progress=gr.Progress()):
         G, t0 = cache[network], time.perf_counter()
         progress(0, desc="projecting")
-        img, latents = project_photo(G, photo, steps, space,
+        img, latents = project_photo(G, uploaded_path(photo), steps, space,
                                      lambda k, n, d: progress((k, n), desc=f"step {k}/{n}, LPIPS {d:.4f}"))
         note = (f"projected into {space.upper()} in {int(steps)} steps: LPIPS to your photo {latents['lpips']:.4f} "
                 f"({time.perf_counter() - t0:.1f} s)")

@@ -360,6 +360,23 @@ def test_photo_endpoints(photo_setup, tmp_path):
     assert "cannot read" in str(e.value) and "Traceback" not in str(e.value)
 
 
+def test_photo_tab_reads_only_uploaded_files(photo_setup, tmp_path):
+    """The events take raw values, so an API client could name any file on the server: only uploads are read."""
+    from gradio.utils import get_upload_folder
+
+    url, photo, _ = photo_setup  # a real image, outside Gradio's upload folder
+    for value in ({"path": str(photo)}, str(photo), {"path": 5}, ["x"]):
+        with pytest.raises(UsageError, match="must be an uploaded file"):
+            demo.uploaded_path(value)
+    inside = str(Path(get_upload_folder()) / "abc" / "me.png")
+    assert demo.uploaded_path({"path": inside, "meta": {"_type": "gradio.FileData"}}) == inside
+    assert demo.uploaded_path(None) is None
+    # a bare file record through the API: Gradio's own validation refuses it before our function runs
+    client = gr_client.Client(url, verbose=False, download_files=str(tmp_path))
+    with pytest.raises(gr_client.exceptions.AppError):
+        client.predict("00000-tiny", {"path": str(photo)}, 3, "w", api_name="/project")
+
+
 def test_browser_project_a_photo(photo_setup):
     _need_chromium()
     from playwright.sync_api import sync_playwright

@@ -148,8 +148,13 @@ def write_random_pkl(path, kw: dict, seed: int = 0, build_src: str = BUILD_SRC, 
                      protocol: int = 4) -> None:
     """An official-layout pickle of randomly initialised networks configured by static_kwargs `kw`."""
     rng = np.random.default_rng(seed)
-    g = random_variables(generator_shapes(kw), rng)
+    g_shapes, d_shapes = generator_shapes(kw), discriminator_shapes(kw)
+    g = random_variables(g_shapes, rng)
     gs = {k: v * np.float32(0.5) for k, v in g.items()} if gs_differs else g
-    d = random_variables(discriminator_shapes(kw), rng)
+    d = random_variables(d_shapes, rng)
+    # the file holds exactly the official variables, each in its official shape (lods are scalars)
+    for values, shapes in ((g, g_shapes), (gs, g_shapes), (d, d_shapes)):
+        assert values.keys() == shapes.keys()
+        assert all(np.shape(values[k]) == (() if k.endswith("lod") else tuple(shapes[k])) for k in shapes)
     write_pkl(path, generator_network("G", kw, g, build_src), discriminator_network(kw, d, build_src),
               generator_network("Gs", kw, gs, build_src), protocol)

@@ -48,7 +48,7 @@ MEMORY_LEGEND = {
            "0.7 GB of Python, torch and the other loaded libraries)",
     "cuda": "torch.cuda.max_memory_allocated (reset before each measurement)",
 }
-INFERENCE_RES = (64, 256, 1024)  # the resolutions; smaller networks are measured at their own resolution
+INFERENCE_RES = (64, 256, 1024)  # smaller networks are measured at their own resolution
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -11,13 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import WEIGHTS_NAME, NetworkError
+from model import WEIGHTS_NAME, NetworkError, UsageError  # noqa: F401 (UsageError: the scripts import it from here)
 
 RUNS_DIR = "runs"  # train.py's default --outdir
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2, no traceback."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -86,7 +82,7 @@ def run_cli(main, argv=None):
     """Run a script's main(argv), turning user errors into a one-line message and exit code 2."""
     try:
         return main(argv)
-    except (UsageError, NetworkError) as e:
+    except UsageError as e:  # NetworkError too
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
@@ -107,6 +103,24 @@ def parse_seeds(text: str) -> list[int]:
             raise UsageError(f"seed {hi} is too large: seeds must be below 2**32")
         seeds.extend(range(lo, hi + 1))
     return seeds
+
+
+def network_name(path: str | Path) -> str:
+    """A short name for a network, usable in file names: runs/00003-ffhq/network (or its model.safetensors) ->
+    '00003-ffhq'; a bare weights or .pkl file -> its stem; anything else -> its own name."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".pkl"):
+        if p.name != WEIGHTS_NAME:
+            return slug(p.stem)
+        p = p.parent
+    if p.name == "network" and p.parent.name:
+        p = p.parent
+    return slug(p.name) or "network"
+
+
+def slug(text: str) -> str:
+    """A name or a seed list as a file-name part: '1, 5,10-12' -> '1_5_10-12'."""
+    return re.sub(r"[^0-9a-zA-Z.\-]+", "_", str(text)).strip("_")
 
 
 def find_latest_network(runs_dir: str | Path = RUNS_DIR) -> Path | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import numbers
 import os
 import random
 import threading
@@ -28,13 +27,12 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import (RUNS_DIR, ArgumentParser, UsageError, int_at_least, pick_device, resolve_network,  # noqa: E402
-                    run_cli, to_uint8)
-from model import (WEIGHTS_NAME, Generator, NetworkConfig, NetworkError, load_network, read_network_meta, seed_to_z,
-                   style_ranges)  # noqa: E402
+from common import (RUNS_DIR, ArgumentParser, UsageError, int_at_least, network_name, pick_device,  # noqa: E402
+                    resolve_network, run_cli, to_uint8)
+from model import (PSI_RANGE, WEIGHTS_NAME, Generator, NetworkConfig, NetworkError, is_number, is_whole,  # noqa: E402
+                   load_network, read_network_meta, style_ranges)
 
 SEED_MAX = 2**32 - 1  # seeds are numpy RandomState seeds (see model.seed_to_z)
-PSI_RANGE = (-2.0, 2.0)  # truncation psi: 1 = no truncation, 0 = the average image, < 0 the "anti-face" side
 NOISE_MODES = ("random", "const", "none")  # random: drawn from the noise seed; const: the network's fixed images
 DISPLAY_SIZE = 256  # small networks' images are enlarged (nearest neighbour) to at least this many pixels
 MAX_VARIATIONS = 8
@@ -50,39 +48,17 @@ CSS = "img { image-rendering: pixelated; }"  # keep enlarged pixels sharp when t
 # Input checks: each raises UsageError with a message that a person can act on (the app shows it, never a traceback)
 
 
-def _is_number(value) -> bool:
-    """A real number (int, float, numpy scalar), not text, a list or a bool: API clients can send any JSON value."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_whole(value) -> bool:
-    return _is_number(value) and math.isfinite(value) and int(value) == value
-
-
 def check_seed(seed, name: str = "seed") -> int:
     if seed is None or (isinstance(seed, float) and not math.isfinite(seed)):
         raise UsageError(f"{name} is empty: enter a whole number from 0 to {SEED_MAX}")
-    if not _is_whole(seed) or not 0 <= seed <= SEED_MAX:
+    if not is_whole(seed) or not 0 <= seed <= SEED_MAX:
         raise UsageError(f"{name} must be a whole number from 0 to {SEED_MAX} (2**32 - 1), not {seed!r}")
     return int(seed)
 
 
-def check_psi(psi) -> float:
-    lo, hi = PSI_RANGE
-    if not _is_number(psi) or not math.isfinite(psi) or not lo <= psi <= hi:
-        raise UsageError(f"truncation psi must be between {lo} and {hi} (1 = no truncation), not {psi!r}")
-    return float(psi)
-
-
-def check_cutoff(G: Generator, cutoff) -> int:
-    if not _is_whole(cutoff) or not 0 <= cutoff <= G.num_ws:
-        raise UsageError(f"truncation cutoff must be a layer count from 0 to {G.num_ws}, not {cutoff!r}")
-    return int(cutoff)
-
-
 def check_layers(G: Generator, first, stop) -> tuple[int, int]:
     n = G.num_ws
-    if not _is_whole(first) or not _is_whole(stop):
+    if not is_whole(first) or not is_whole(stop):
         raise UsageError(f"the mixed layers must be whole numbers with 0 <= first < stop <= {n}, not {first!r} "
                          f"and {stop!r}")
     if not 0 <= first < stop <= n:
@@ -92,7 +68,7 @@ def check_layers(G: Generator, first, stop) -> tuple[int, int]:
 
 
 def check_variations(n) -> int:
-    if not _is_whole(n) or not 2 <= n <= MAX_VARIATIONS:
+    if not is_whole(n) or not 2 <= n <= MAX_VARIATIONS:
         raise UsageError(f"the number of variations must be from 2 to {MAX_VARIATIONS}, not {n!r}")
     return int(n)
 
@@ -107,28 +83,20 @@ def check_noise_mode(mode) -> str:
 # Pure inference
 
 
-def _noise(G: Generator, noise_mode: str, noise_seed: int, batch: int = 1):
-    """(noise_mode, noise list) for G.synthesis: 'random' noise is drawn from noise_seed, so it is reproducible."""
-    if noise_mode == "random":
-        return "random", G.synthesis.make_noise(batch, seed=noise_seed, device=G.w_avg.device)
-    return noise_mode, None
-
-
-def _ws(G: Generator, seeds: list[int]) -> torch.Tensor:
-    """Seeds -> un-truncated ws (N, num_ws, w_dim)."""
-    z = seed_to_z(seeds, G.cfg.z_dim).to(G.w_avg.device)
-    return G.mapping(z).unsqueeze(1).repeat(1, G.num_ws, 1)
+def _noise(G: Generator, noise_mode: str, noise_seed: int) -> list | None:
+    """The noise maps of one draw for G.synthesis in 'random' mode (broadcast over the batch), from noise_seed so
+    that it is reproducible; None in the other modes."""
+    return G.noise_from_seeds([noise_seed]) if noise_mode == "random" else None
 
 
 @torch.inference_mode()
 def generate_image(G: Generator, seed: int, psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const",
                    noise_seed: int = 0) -> np.ndarray:
     """One image (H, W, 3) uint8 from a seed, truncated with psi on style layers [0, cutoff)."""
-    seed, psi, noise_mode = check_seed(seed), check_psi(psi), check_noise_mode(noise_mode)
-    cutoff = check_cutoff(G, G.num_ws if cutoff is None else cutoff)
-    mode, noise = _noise(G, noise_mode, check_seed(noise_seed, "noise seed"))
-    ws = G.truncate(_ws(G, [seed]), psi, cutoff)
-    return to_uint8(G.synthesis(ws, noise_mode=mode, noise=noise))[0]
+    seed, noise_mode = check_seed(seed), check_noise_mode(noise_mode)
+    psi, cutoff = G.truncation(psi, cutoff)
+    noise = _noise(G, noise_mode, check_seed(noise_seed, "noise seed"))
+    return to_uint8(G.synthesis(G.ws_from_seeds([seed], psi, cutoff), noise_mode=noise_mode, noise=noise))[0]
 
 
 @torch.inference_mode()
@@ -137,15 +105,14 @@ def mix_images(G: Generator, seed_a: int, seed_b: int, first: int, stop: int, ps
     """Style mixing (paper Sec. 3.1): A's styles with B's on layers [first, stop). Returns (3, H, W, 3) uint8: A, B,
     mix. All three share one noise draw, so the mix differs from A only by the styles B supplies."""
     seed_a, seed_b = check_seed(seed_a, "seed A"), check_seed(seed_b, "seed B")
-    psi, noise_mode = check_psi(psi), check_noise_mode(noise_mode)
+    noise_mode, (psi, cutoff) = check_noise_mode(noise_mode), G.truncation(psi, cutoff)
     first, stop = check_layers(G, first, stop)
-    cutoff = check_cutoff(G, G.num_ws if cutoff is None else cutoff)
-    mode, noise = _noise(G, noise_mode, check_seed(noise_seed, "noise seed"))  # batch 1: broadcast over A, B, mix
-    ws = _ws(G, [seed_a, seed_b])  # (2, num_ws, w_dim)
+    noise = _noise(G, noise_mode, check_seed(noise_seed, "noise seed"))  # batch 1: broadcast over A, B, mix
+    ws = G.ws_from_seeds([seed_a, seed_b], psi=1.0)  # (2, num_ws, w_dim)
     mixed = ws[:1].clone()
     mixed[:, first:stop] = ws[1:, first:stop]
     ws = G.truncate(torch.cat([ws, mixed]), psi, cutoff)  # truncation is per layer, so it commutes with mixing
-    return to_uint8(G.synthesis(ws, noise_mode=mode, noise=noise))
+    return to_uint8(G.synthesis(ws, noise_mode=noise_mode, noise=noise))
 
 
 @torch.inference_mode()
@@ -153,11 +120,9 @@ def stochastic_variation(G: Generator, seed: int, n: int = 4, psi: float = 1.0, 
                          noise_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Paper Sec. 3.2 / Fig. 4: one w, n noise draws. Returns (n, H, W, 3) uint8 images and an (H, W, 3) uint8 map of
     the per-pixel standard deviation over the draws, scaled so its largest value is white."""
-    seed, psi = check_seed(seed), check_psi(psi)
-    n = check_variations(n)
-    cutoff = check_cutoff(G, G.num_ws if cutoff is None else cutoff)
+    seed, n, (psi, cutoff) = check_seed(seed), check_variations(n), G.truncation(psi, cutoff)
     noise = G.synthesis.make_noise(n, seed=check_seed(noise_seed, "noise seed"), device=G.w_avg.device)
-    ws = G.truncate(_ws(G, [seed]), psi, cutoff).repeat(n, 1, 1)
+    ws = G.ws_from_seeds([seed], psi, cutoff).repeat(n, 1, 1)
     img = G.synthesis(ws, noise_mode="random", noise=noise)  # (n, 3, H, W)
     std = img.float().std(dim=0, unbiased=False).mean(dim=0)  # (H, W), averaged over colour channels
     std = (std / std.max().clamp(min=1e-8) * 255).round().to(torch.uint8).cpu().numpy()
@@ -188,7 +153,7 @@ def project_photo(G: Generator, path: str, steps: int, space: str = "w", progres
 
     if path is None:
         raise UsageError("no photo yet: upload an image first")
-    if not _is_whole(steps) or not 1 <= steps <= MAX_PROJECT_STEPS:
+    if not is_whole(steps) or not 1 <= steps <= MAX_PROJECT_STEPS:
         raise UsageError(f"projection steps must be a whole number from 1 to {MAX_PROJECT_STEPS}, not {steps}")
     if space not in project.SPACES:
         raise UsageError(f"latent space must be one of {', '.join(project.SPACES)}, not {space!r}")
@@ -217,7 +182,7 @@ def edit_projection(G: Generator, latents: dict, dirs: dict, strengths: dict[str
     for name, s in strengths.items():
         if name not in dirs["names"]:
             raise UsageError(f"unknown attribute {name!r}: choose from {', '.join(dirs['names'])}")
-        if not _is_number(s) or not math.isfinite(s) or not lo <= s <= hi:
+        if not is_number(s) or not math.isfinite(s) or not lo <= s <= hi:
             raise UsageError(f"strength of {name} must be between {lo:g} and {hi:g}, not {s}")
         if s:
             edits.append((name, float(s)))
@@ -233,7 +198,7 @@ def mix_projection(G: Generator, latents: dict, seed: int, first: int, stop: int
     latents = _need_latents(latents)
     seed = check_seed(seed, "mixing seed")
     first, stop = check_layers(G, first, stop)
-    wb = _ws(G, [seed])
+    wb = G.ws_from_seeds([seed], psi=1.0)
     ws = latents["ws"].clone()
     ws[:, first:stop] = wb[:, first:stop]
     return to_uint8(G.synthesis(wb, noise_mode="const"))[0], to_uint8(G.synthesis(ws, noise=latents["noise"]))[0]
@@ -247,14 +212,6 @@ def upscale(img: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Networks: found once, loaded once
-
-
-def network_name(path: str | Path) -> str:
-    """runs/00003-ffhq/network -> '00003-ffhq'; any other path -> its own name."""
-    p = Path(path)
-    if p.name == WEIGHTS_NAME:
-        p = p.parent
-    return p.parent.name if p.name == "network" and p.parent.name else p.name
 
 
 def list_networks(runs_dir: str | Path = RUNS_DIR) -> dict[str, Path]:
@@ -350,7 +307,7 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
     default = next(iter(networks))
     G0 = cache[default]
     n0 = G0.num_ws
-    cut0 = G0.cfg.default_cutoff if G0.cfg.default_cutoff is not None else n0
+    cut0 = G0.truncation()[1]  # the network's default cutoff
     presets0 = _preset_choices(G0)
     first0, stop0 = (style_ranges(G0.cfg.resolution)["coarse"][:2] if len(presets0) > 1 else (0, 1))
     # Slider ends fit the largest network (read from its config, weights not loaded); selecting a network in the page
@@ -390,7 +347,7 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
         G = cache[network]
         n, choices = G.num_ws, _preset_choices(G)
         first, stop = style_ranges(G.cfg.resolution)["coarse"][:2] if len(choices) > 1 else (0, 1)
-        cut = G.cfg.default_cutoff if G.cfg.default_cutoff is not None else n
+        cut = G.truncation()[1]
         return (_network_info(network, G, cache.device), gr.Slider(maximum=n, value=cut),
                 gr.Slider(maximum=n - 1, value=first), gr.Slider(maximum=n, value=stop),
                 gr.Radio(choices=choices, value=choices[0][1]))

@@ -37,12 +37,11 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 from tqdm import tqdm
 
-from common import (ArgumentParser, UsageError, float_in, int_at_least, parse_seeds, pick_device, resolve_network,
-                    run_cli, to_uint8)
+from common import (ArgumentParser, UsageError, float_in, int_at_least, network_name, parse_seeds, pick_device,
+                    resolve_network, run_cli, slug, to_uint8)
 from latents import EDIT_RANGE, apply_edits, directions_path, load_directions, load_latents, parse_edits
-from model import WEIGHTS_NAME, Generator, load_network, seed_to_z, style_ranges
+from model import Generator, check_psi, load_network, seed_to_z, slerp, style_ranges
 
-PSI_RANGE = (-2.0, 2.0)  # Figure 8 sweeps psi over [-1, 1]; far beyond that the images are only artefacts
 PAPER_PSIS = [1.0, 0.7, 0.5, 0.0, -0.5, -1.0]  # Figure 8's columns
 MIN_CELL = 128  # by default figures upscale small networks' images (nearest) to at least this many pixels a cell
 GAP = 2  # white pixels between figure cells
@@ -56,14 +55,6 @@ SOFTWARE = "StyleGAN generate.py"
 # Parsing and checking arguments (UsageError: one line, exit code 2)
 
 
-def check_psi(psi: float) -> float:
-    lo, hi = PSI_RANGE
-    if not lo <= psi <= hi:  # also rejects nan
-        raise UsageError(f"truncation psi {psi} is outside [{lo:g}, {hi:g}]: pass a psi in that range "
-                         "(1 = no truncation, 0.7 as in the paper, 0 = the average image)")
-    return psi
-
-
 def parse_psis(text: str) -> list[float]:
     """'1,0.7,0,-1' -> [1.0, 0.7, 0.0, -1.0], each within PSI_RANGE."""
     try:
@@ -71,13 +62,6 @@ def parse_psis(text: str) -> list[float]:
     except ValueError:
         raise UsageError(f"invalid psi list {text!r}: use comma-separated numbers, e.g. --psis 1,0.7,0.5,0,-0.5,-1")
     return [check_psi(p) for p in psis]
-
-
-def check_cutoff(cutoff: int | None, num_ws: int) -> int | None:
-    if cutoff is not None and not 1 <= cutoff <= num_ws:
-        raise UsageError(f"--trunc-cutoff {cutoff} is outside [1, {num_ws}]: this network has {num_ws} style layers; "
-                         f"truncation applies to layers [0, cutoff)")
-    return cutoff
 
 
 def parse_styles(text: str, num_ws: int, resolution: int) -> list[tuple[str, int, int]]:
@@ -106,23 +90,6 @@ def parse_styles(text: str, num_ws: int, resolution: int) -> list[tuple[str, int
     return out
 
 
-def _slug(text: str) -> str:
-    """A seed or psi list as a file-name part: '1, 5,10-12' -> '1_5_10-12'."""
-    return re.sub(r"[^0-9a-zA-Z.\-]+", "_", str(text)).strip("_")
-
-
-def network_name(path: str | Path) -> str:
-    """runs/00003-ffhq/network -> '00003-ffhq'; a bare weights file -> its stem."""
-    p = Path(path)
-    if p.suffix == ".safetensors":
-        if p.name != WEIGHTS_NAME:
-            return _slug(p.stem)
-        p = p.parent
-    if p.name == "network":
-        p = p.parent
-    return _slug(p.name) or "network"
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Generating: seeds -> w -> images, batch by batch
 
@@ -139,29 +106,6 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu", dtype: 
 def _where(G: Generator) -> tuple[torch.device, torch.dtype]:
     p = next(G.parameters())
     return p.device, p.dtype
-
-
-def seed_noise(G: Generator, seeds: list[int]) -> list[torch.Tensor | None]:
-    """Per-layer noise (N, 1, r, r) for 'random' mode: image i's noise drawn on the CPU from seeds[i]."""
-    cache: dict[int, list] = {}
-    for s in seeds:
-        if s not in cache:
-            cache[s] = G.synthesis.make_noise(1, seed=s)
-    per = [cache[s] for s in seeds]
-    return [None if per[0][i] is None else torch.cat([p[i] for p in per]) for i in range(G.num_ws)]
-
-
-@torch.no_grad()
-def map_seeds(G: Generator, seeds: list[int], batch: int = 16) -> torch.Tensor:
-    """seeds -> w (N, w_dim) on G's device, in G's dtype."""
-    device, dtype = _where(G)
-    z = seed_to_z(seeds, G.cfg.z_dim)
-    return torch.cat([G.mapping(z[i:i + batch].to(device, dtype)) for i in range(0, len(seeds), batch)])
-
-
-def broadcast(G: Generator, w: torch.Tensor) -> torch.Tensor:
-    """w (N, w_dim) -> ws (N, num_ws, w_dim): the same w for every style layer."""
-    return w.unsqueeze(1).repeat(1, G.num_ws, 1)
 
 
 @torch.no_grad()
@@ -181,7 +125,7 @@ def synthesize(G: Generator, ws: torch.Tensor, noise_mode: str = "const", noise_
             if noise is not None:
                 chunk = [n if n is None else n[i:i + batch].to(device, dtype) for n in noise]
             elif noise_mode == "random":
-                chunk = [n if n is None else n.to(device, dtype) for n in seed_noise(G, noise_seeds[i:i + batch])]
+                chunk = G.noise_from_seeds(noise_seeds[i:i + batch])
             img = G.synthesis(ws[i:i + batch].to(device, dtype), noise_mode=noise_mode, noise=chunk)
             out.append(img.float().cpu())
             bar.update(len(img))
@@ -194,7 +138,7 @@ def iter_images(G: Generator, seeds: list[int], psi: float = 1.0, cutoff: int | 
     `edit`, if given, maps the truncated ws (n, num_ws, w_dim) to edited ones (see latents.apply_edits)."""
     for i in range(0, len(seeds), batch):
         chunk = seeds[i:i + batch]
-        ws = G.truncate(broadcast(G, map_seeds(G, chunk, batch)), psi, cutoff)
+        ws = G.ws_from_seeds(chunk, psi, cutoff, batch)
         ws = ws if edit is None else edit(ws)
         yield chunk, to_uint8(synthesize(G, ws, noise_mode, chunk, batch))
 
@@ -213,7 +157,7 @@ def seed_noise_maps(G: Generator, seeds: list[int], noise_mode: str) -> list[tor
     """The noise each seed's image gets in `noise_mode`, spelled out per layer as (N, 1, r, r), so that seeds and
     projected latents (which carry their own maps) can share one batch. 'none' is zeros."""
     if noise_mode == "random":
-        return seed_noise(G, seeds)
+        return [None if n is None else n.cpu() for n in G.noise_from_seeds(seeds)]
     maps = G.synthesis.const_noise()
     maps = [None if m is None else m.detach().cpu().expand(len(seeds), -1, -1, -1) for m in maps]
     return [None if m is None else (torch.zeros_like(m) if noise_mode == "none" else m) for m in maps]
@@ -385,15 +329,15 @@ def style_mixing_figure(G: Generator, row_seeds: list[int], col_seeds: list[int]
     latents in the A column instead of row_seeds; their mixed images take their own noise maps."""
     R = G.cfg.resolution
     styles = styles or parse_styles("coarse,middle,fine", G.num_ws, R)
-    wb = map_seeds(G, col_seeds, batch)
-    wa = broadcast(G, map_seeds(G, row_seeds, batch)) if row_latents is None else row_latents[1].to(wb)
+    wb = G.w_from_seeds(col_seeds, batch)
+    wa = G.broadcast(G.w_from_seeds(row_seeds, batch)) if row_latents is None else row_latents[1].to(wb)
     na = len(wa)
     mixed = []
     for _, first, stop in styles:
         ws = wa.unsqueeze(1).repeat(1, len(col_seeds), 1, 1)  # (A, B, num_ws, w_dim)
         ws[:, :, first:stop] = wb[None, :, None, :]
         mixed.append(ws.flatten(0, 1))
-    ws = G.truncate(torch.cat([broadcast(G, wb), wa] + mixed), psi, cutoff)
+    ws = G.truncate(torch.cat([G.broadcast(wb), wa] + mixed), psi, cutoff)
     if row_latents is None:
         noise_seeds = col_seeds + row_seeds + [a for _ in styles for a in row_seeds for _ in col_seeds]
         imgs = to_uint8(synthesize(G, ws, noise_mode, noise_seeds, batch, progress, "mixing"))
@@ -432,7 +376,7 @@ def noise_figure(G: Generator, seed: int, samples: int = 100, shown: int = 4, zo
         raise UsageError("this network has no noise inputs (traditional generator), so it has no stochastic "
                          "variation to show: pick a style-based network")
     R = G.cfg.resolution
-    ws = G.truncate(broadcast(G, map_seeds(G, [seed])), psi, cutoff).expand(samples, -1, -1)
+    ws = G.truncate(G.broadcast(G.w_from_seeds([seed])), psi, cutoff).expand(samples, -1, -1)
     imgs = synthesize(G, ws, "random", list(range(samples)), batch, progress, "noise")  # (S, C, R, R)
     std = imgs.double().std(0, unbiased=False).mean(0)  # (R, R)
     std_max = float(std.max())
@@ -458,7 +402,7 @@ def truncation_figure(G: Generator, seeds: list[int], psis: list[float] = PAPER_
                       noise_mode: str = "const", batch: int = 16, upscale: int | None = None,
                       progress: bool = False) -> Image.Image:
     """Paper Figure 8: a row per seed, a column per psi (w' = w_avg + psi (w - w_avg) on layers [0, cutoff))."""
-    w = broadcast(G, map_seeds(G, seeds, batch))
+    w = G.broadcast(G.w_from_seeds(seeds, batch))
     ws = torch.cat([G.truncate(w[i:i + 1], p, cutoff) for i in range(len(seeds)) for p in psis])  # row-major
     noise_seeds = [s for s in seeds for _ in psis]
     imgs = to_uint8(synthesize(G, ws, noise_mode, noise_seeds, batch, progress, "truncation"))
@@ -470,16 +414,6 @@ def truncation_figure(G: Generator, seeds: list[int], psis: list[float] = PAPER_
     layout.update(rows=seeds, cols=psis)
     fig.info["layout"] = json.dumps(layout)
     return fig
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between the normalized a and b (N, D), t (N,): the path through Z (as for PPL)."""
-    a, b = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
-    omega = torch.acos((a * b).sum(-1, keepdim=True).clamp(-1, 1))
-    so, t = torch.sin(omega), t.view(-1, 1)
-    lerp = a + (b - a) * t
-    out = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / so.clamp_min(1e-12)
-    return torch.where(so > 1e-6, out, lerp / lerp.norm(dim=-1, keepdim=True))
 
 
 @torch.no_grad()
@@ -494,7 +428,7 @@ def interpolation_frames(G: Generator, seeds: list[int], space: str = "w", frame
     path = seeds + seeds[:1] if loop else seeds
     device, dtype = _where(G)
     t = torch.arange(frames, dtype=torch.float64) / frames
-    src = seed_to_z(path, G.cfg.z_dim).double() if space == "z" else map_seeds(G, path, batch).double().cpu()
+    src = seed_to_z(path, G.cfg.z_dim).double() if space == "z" else G.w_from_seeds(path, batch).double().cpu()
     pts = [src[i:i + 1].expand(frames, -1) for i in range(len(path) - 1)]
     ends = [src[i + 1:i + 2].expand(frames, -1) for i in range(len(path) - 1)]
     a, b, tt = torch.cat(pts), torch.cat(ends), t.repeat(len(path) - 1)
@@ -505,7 +439,7 @@ def interpolation_frames(G: Generator, seeds: list[int], space: str = "w", frame
         w = torch.cat([G.mapping(z[i:i + batch].to(device, dtype)) for i in range(0, len(z), batch)])
     else:
         w = (a + (b - a) * tt[:, None]).to(device, dtype)
-    ws = G.truncate(broadcast(G, w), psi, cutoff)
+    ws = G.truncate(G.broadcast(w), psi, cutoff)
     return to_uint8(synthesize(G, ws, noise_mode, [seeds[0]] * len(ws), batch, progress, "interp"))
 
 
@@ -593,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="store_true", help="also write a grid of the seeds' images")
     p.add_argument("--trunc", type=float_in(), metavar="PSI", help="truncation psi, in [-2, 2] (default: the "
                    "network's; 1, none, except 0.7 for NVIDIA's networks)")
-    p.add_argument("--trunc-cutoff", type=int_at_least(1), metavar="N", help="truncate style layers [0, N) (default: "
+    p.add_argument("--trunc-cutoff", type=int_at_least(0), metavar="N", help="truncate style layers [0, N) (default: "
                    "the network's; all, except 8 for NVIDIA's networks)")
     p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
                    help="const: the network's fixed noise; random: drawn from each seed; none (default const)")
@@ -654,7 +588,7 @@ def main(argv=None) -> list[Path]:
     args = build_parser().parse_args(argv)
     fig = args.figure
     if args.trunc is not None:
-        check_psi(args.trunc)
+        check_psi(args.trunc)  # before the network loads: a typo costs no waiting
     latent_files = parse_latent_files(args.latents) if args.latents is not None else []
     if latent_files and fig in ("noise", "truncation"):
         raise UsageError(f"--figure {fig} takes seeds only: drop --latents, or use --figure mixing, interp or edit")
@@ -682,10 +616,8 @@ def main(argv=None) -> list[Path]:
 
     network = resolve_network(args.network)
     G = load_generator(network, device, args.dtype)
-    if args.trunc is None:
-        args.trunc = G.cfg.default_psi  # 1 (none), or the official 0.7 for NVIDIA's networks
+    args.trunc, cutoff = G.truncation(args.trunc, args.trunc_cutoff)  # None: the network's defaults
     R = G.cfg.resolution
-    cutoff = check_cutoff(args.trunc_cutoff, G.num_ws)
     if fig == "mixing":
         styles = parse_styles(args.styles, G.num_ws, R)
     edits, dirs, edit = [], None, None
@@ -709,16 +641,15 @@ def main(argv=None) -> list[Path]:
     # Default outdir: the network's run name and the options that change the pixels.
     tag = [network_name(network), fig or ("latents" if latent_files and not seeds else "seeds")]
     if edits:
-        tag.append("edit-" + _slug(args.edit.replace("=", "")))
+        tag.append("edit-" + slug(args.edit.replace("=", "")))
     if fig != "truncation" and args.trunc != 1:
         tag.append(f"psi{args.trunc:g}")
-    if cutoff is not None:
+    if args.trunc_cutoff is not None:
         tag.append(f"cutoff{cutoff}")
     if fig != "noise" and args.noise_mode != "const":
         tag.append(f"noise-{args.noise_mode}")
     outdir = Path(args.outdir) if args.outdir else Path("out") / "-".join(tag)
-    eff_cutoff = cutoff if cutoff is not None else (G.cfg.default_cutoff or G.num_ws)
-    meta = {"network": str(network), "psi": f"{args.trunc:g}", "cutoff": str(eff_cutoff), "noise_mode": args.noise_mode}
+    meta = {"network": str(network), "psi": f"{args.trunc:g}", "cutoff": str(cutoff), "noise_mode": args.noise_mode}
     shown = min(args.shown, args.samples)
 
     if fig is None and latent_files:
@@ -739,7 +670,7 @@ def main(argv=None) -> list[Path]:
         if edits:
             meta["edit"] = args.edit
         targets = [outdir / f"seed{s:04d}.png" for s in seeds]
-        grid_path = outdir / f"grid-seeds{_slug(args.seeds)}.png"
+        grid_path = outdir / f"grid-seeds{slug(args.seeds)}.png"
         prepare_outdir(outdir, targets + ([grid_path] if args.grid else []), args.overwrite)
         kept = []
         with tqdm(total=len(seeds), unit="img", desc="generate") as bar:
@@ -756,9 +687,9 @@ def main(argv=None) -> list[Path]:
         return targets
 
     if fig == "mixing":
-        a_name = _slug(args.rows) if args.rows else "-".join(latent_labels)
-        name = f"mixing-rows{a_name}-cols{_slug(args.cols)}"
-        name += "" if args.styles == "coarse,middle,fine" else f"-styles{_slug(args.styles)}"
+        a_name = slug(args.rows) if args.rows else "-".join(latent_labels)
+        name = f"mixing-rows{a_name}-cols{slug(args.cols)}"
+        name += "" if args.styles == "coarse,middle,fine" else f"-styles{slug(args.styles)}"
         row_latents = (latent_labels, latent_ws, latent_noise) if latent_files else None
         make = lambda: [style_mixing_figure(G, rows, cols, styles, args.trunc, cutoff, args.noise_mode, args.batch,
                                             upscale, progress=True, row_latents=row_latents)]
@@ -768,12 +699,12 @@ def main(argv=None) -> list[Path]:
         labels = latent_labels + [f"seed {s}" for s in seeds]
         ws, noise = latent_ws, latent_noise
         if seeds:
-            seed_ws = broadcast(G, map_seeds(G, seeds, args.batch))
+            seed_ws = G.broadcast(G.w_from_seeds(seeds, args.batch))
             seed_maps = seed_noise_maps(G, seeds, args.noise_mode)
             ws = seed_ws if ws is None else torch.cat([ws, seed_ws.to(ws)])
             noise = seed_maps if noise is None else cat_noise(noise, seed_maps)
         ws = G.truncate(ws, args.trunc, cutoff)
-        name = "edit-" + "-".join(latent_labels + ([f"seeds{_slug(args.seeds)}"] if seeds else []))
+        name = "edit-" + "-".join(latent_labels + ([f"seeds{slug(args.seeds)}"] if seeds else []))
         paths = [outdir / f"{name}-{args.attribute}.png"]
         make = lambda: [edit_figure(G, labels, ws, noise, args.attribute, strengths, dirs, first, stop, args.batch,
                                     upscale, progress=True)]
@@ -785,17 +716,17 @@ def main(argv=None) -> list[Path]:
                                      progress=True) for s in seeds)
         extra = [{"figure": "stochastic variation (Figure 4)", "seed": str(s), "noise_mode": "random"} for s in seeds]
     elif fig == "truncation":
-        paths = [outdir / f"truncation-seeds{_slug(args.seeds)}-psis{_slug(args.psis)}.png"]
+        paths = [outdir / f"truncation-seeds{slug(args.seeds)}-psis{slug(args.psis)}.png"]
         make = lambda: [truncation_figure(G, seeds, psis, cutoff, args.noise_mode, args.batch, upscale, progress=True)]
         extra = [{"figure": "truncation (Figure 8)", "seeds": seeds, "psi": psis}]
     else:  # interp
-        points = "-".join(latent_labels + ([f"seeds{_slug(args.seeds)}"] if seeds else []))
+        points = "-".join(latent_labels + ([f"seeds{slug(args.seeds)}"] if seeds else []))
         path = outdir / f"interp-{args.space}-{points}{'-loop' if args.loop else ''}.{args.format}"
         prepare_outdir(outdir, [path], args.overwrite)
         if latent_files:
             ws, noise = latent_ws, latent_noise
             if seeds:
-                ws = torch.cat([ws, broadcast(G, map_seeds(G, seeds, args.batch)).to(ws)])
+                ws = torch.cat([ws, G.broadcast(G.w_from_seeds(seeds, args.batch)).to(ws)])
                 noise = cat_noise(noise, seed_noise_maps(G, seeds, args.noise_mode))
             frames = latent_path_frames(G, G.truncate(ws, args.trunc, cutoff), noise, args.frames, args.loop,
                                         args.batch, progress=True)

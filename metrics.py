@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from common import (ArgumentParser, UsageError, int_at_least, pick_device, resolve_network, run_cli, seed_type,
                     to_uint8)
-from model import load_network
+from model import load_network, slerp
 
 PPL_METRICS = ("ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend")
 DEFAULT_NUM = {"ppl": 100_000, "ls": 200_000}  # paper: 100 k PPL pairs, 200 k separability images; FID in its name
@@ -116,12 +116,6 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False, dynamic_ncols=True)
 
 
-def _noise(G, noise_seeds: list[int], device) -> list:
-    """Per-layer noise for a batch, each sample's from its own seed (so it does not depend on the batch)."""
-    per_sample = [G.synthesis.make_noise(1, seed=int(s)) for s in noise_seeds]
-    return [None if layer[0] is None else torch.cat(layer).to(device) for layer in zip(*per_sample)]
-
-
 def generate_images(G, indices: np.ndarray, seed: int, stream: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples `indices` of a metric stream: z (N, z_dim) and images (N, 3, R, R) in [-1, 1], no truncation,
     random noise (the official FID and separability settings)."""
@@ -131,7 +125,7 @@ def generate_images(G, indices: np.ndarray, seed: int, stream: int, device) -> t
         z.append(rng.standard_normal(G.cfg.z_dim))
         noise_seeds.append(int(rng.integers(2**63)))
     z = torch.from_numpy(np.stack(z)).float().to(device)
-    img = G.synthesis(G.map(z, psi=1.0), noise=_noise(G, noise_seeds, device))  # untruncated, even by default
+    img = G.synthesis(G.map(z, psi=1.0), noise=G.noise_from_seeds(noise_seeds))  # untruncated, even by default
     return z, img
 
 
@@ -219,19 +213,6 @@ def lpips_vgg(device="cpu", min_size: int = LPIPS_MIN_SIZE) -> LPIPSDistance:
 # Perceptual path length (paper Sec. 4.1; official metrics/perceptual_path_length.py)
 
 
-def _normalize(v: torch.Tensor) -> torch.Tensor:
-    return v / v.norm(dim=-1, keepdim=True)
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between the directions of a and b; t (N, 1). Returns unit vectors."""
-    a, b = _normalize(a), _normalize(b)
-    d = (a * b).sum(-1, keepdim=True).clamp(-1, 1)
-    p = t * torch.acos(d)
-    c = _normalize(b - d * a)  # the unit vector orthogonal to a in the plane of a and b
-    return _normalize(a * torch.cos(p) + c * torch.sin(p))
-
-
 def ppl_inputs(indices, seed: int, z_dim: int, sampling: str):
     """Per pair: z0, z1 ~ N(0, I) (float64), t ~ U(0, 1) ('full') or 0 ('end'), and a noise seed."""
     z0, z1, t, noise_seeds = [], [], [], []
@@ -276,8 +257,8 @@ def ppl_distances(G, indices, space: str, sampling: str, seed: int = 0, epsilon:
         w01 = G.mapping(torch.cat([z0, z1]).float()).double()
         w0, w1 = w01.chunk(2)
         w = torch.cat([torch.lerp(w0, w1, t), torch.lerp(w0, w1, t + epsilon)]).float()
-    ws = w.unsqueeze(1).repeat(1, G.cfg.num_ws, 1)  # broadcast to every style layer, as G.map does (psi = 1)
-    noise = _noise(G, noise_seeds, device)
+    ws = G.broadcast(w)  # no truncation
+    noise = G.noise_from_seeds(noise_seeds)
     noise = [None if n is None else torch.cat([n, n]) for n in noise]  # the same noise for both ends of each pair
     img = crop_and_downsample(G.synthesis(ws, noise=noise), crop)
     img0, img1 = img.chunk(2)

@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import math
+import numbers
 import os
 import tempfile
 from dataclasses import dataclass
@@ -32,6 +33,15 @@ import torch.nn.functional as F
 
 FORMAT_VERSION = 1  # bump when the state-dict layout changes
 SQRT2 = math.sqrt(2.0)
+PSI_RANGE = (-2.0, 2.0)  # truncation psi: 1 = none, 0 = the average image; Figure 8 sweeps [-1, 1], beyond 2 is noise
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2, no traceback (see common.run_cli)."""
+
+
+class NetworkError(UsageError):
+    """A network path that does not exist or is not a valid network: scripts print its message on one line."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -395,22 +405,54 @@ class Generator(nn.Module):
     def update_w_avg(self, w: torch.Tensor, beta: float = 0.995) -> None:
         self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, beta))
 
-    def truncate(self, ws: torch.Tensor, psi: float | None = None, cutoff: int | None = None) -> torch.Tensor:
-        """w' = w_avg + psi (w - w_avg) on style layers [0, cutoff) (paper Sec. 4.1 / Appendix B).
-        psi and cutoff default to the config's (no truncation, except for NVIDIA's networks: 0.7 on 8 layers)."""
+    def truncation(self, psi=None, cutoff=None) -> tuple[float, int]:
+        """The (psi, cutoff) that truncate() applies, checked: None takes the network's default (no truncation,
+        except NVIDIA's networks: psi 0.7 on the first 8 layers). Raises UsageError naming the valid range."""
         psi = self.cfg.default_psi if psi is None else psi
-        if psi == 1.0:
+        cutoff = (self.cfg.default_cutoff or self.num_ws) if cutoff is None else cutoff
+        return check_psi(psi), check_cutoff(cutoff, self.num_ws)
+
+    def truncate(self, ws: torch.Tensor, psi: float | None = None, cutoff: int | None = None) -> torch.Tensor:
+        """w' = w_avg + psi (w - w_avg) on style layers [0, cutoff) (paper Sec. 4.1 / Appendix B)."""
+        psi, cutoff = self.truncation(psi, cutoff)
+        if psi == 1.0 or cutoff == 0:
             return ws
-        cutoff = self.cfg.default_cutoff if cutoff is None else cutoff
-        cutoff = self.num_ws if cutoff is None else cutoff
         avg = self.w_avg.to(ws.dtype)
         layer = torch.arange(self.num_ws, device=ws.device).view(1, -1, 1)
         return torch.where(layer < cutoff, avg.lerp(ws, psi), ws)
 
+    def broadcast(self, w: torch.Tensor) -> torch.Tensor:
+        """w (N, w_dim) -> ws (N, num_ws, w_dim): the same w for every style layer."""
+        return w.unsqueeze(1).repeat(1, self.num_ws, 1)
+
     def map(self, z: torch.Tensor, psi: float | None = None, cutoff: int | None = None) -> torch.Tensor:
         """z (N, z_dim) -> ws (N, num_ws, w_dim), broadcast to every style layer and truncated."""
-        ws = self.mapping(z).unsqueeze(1).repeat(1, self.num_ws, 1)
-        return self.truncate(ws, psi, cutoff)
+        return self.truncate(self.broadcast(self.mapping(z)), psi, cutoff)
+
+    @torch.no_grad()
+    def w_from_seeds(self, seeds, batch: int = 16) -> torch.Tensor:
+        """seeds -> w (N, w_dim) on G's device and in its dtype; the same w for a seed on every device and batch."""
+        p = self.w_avg
+        z = seed_to_z(seeds, self.cfg.z_dim)
+        return torch.cat([self.mapping(z[i:i + batch].to(p.device, p.dtype)) for i in range(0, len(z), batch)])
+
+    def ws_from_seeds(self, seeds, psi: float | None = None, cutoff: int | None = None,
+                      batch: int = 16) -> torch.Tensor:
+        """The seed-to-style contract of every script: seeds -> z (seed_to_z) -> w -> truncated ws
+        (N, num_ws, w_dim). psi and cutoff as in truncation()."""
+        return self.truncate(self.broadcast(self.w_from_seeds(seeds, batch)), psi, cutoff)
+
+    def noise_from_seeds(self, seeds) -> list[torch.Tensor | None]:
+        """Per-layer noise (N, 1, r, r) for G.synthesis, image i's drawn on the CPU from seeds[i]: the same noise for
+        a seed on every device and in every batch. None for layers without noise."""
+        p = self.w_avg
+        per_seed: dict[int, list] = {}
+        for s in seeds:
+            if s not in per_seed:
+                per_seed[s] = self.synthesis.make_noise(1, seed=int(s))
+        maps = [per_seed[s] for s in seeds]
+        return [None if maps[0][i] is None else torch.cat([m[i] for m in maps]).to(p.device, p.dtype)
+                for i in range(self.num_ws)]
 
     def forward(self, z: torch.Tensor, psi: float = 1.0, cutoff: int | None = None, res: int | None = None,
                 alpha: float = 1.0, noise_mode: str = "random", noise: list | None = None,
@@ -422,7 +464,7 @@ class Generator(nn.Module):
         return_w: also return the un-broadcast w (N, w_dim) of z, for the w_avg update."""
         assert z.ndim == 2 and z.shape[1] == self.cfg.z_dim, f"z must be (N, {self.cfg.z_dim}), got {tuple(z.shape)}"
         w = self.mapping(z)
-        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
+        ws = self.broadcast(w)
         if mix_z is not None:
             w2 = self.mapping(mix_z)
             layer = torch.arange(self.num_ws, device=z.device).view(1, -1, 1)
@@ -518,13 +560,44 @@ def style_ranges(resolution: int) -> dict[str, tuple[int, int, str]]:
 # Seeds, saving and loading
 
 
+def is_number(value) -> bool:
+    """A real number (int, float, numpy scalar), not text, a list or a bool: API clients can send any JSON value."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_whole(value) -> bool:
+    return is_number(value) and math.isfinite(value) and int(value) == value
+
+
+def check_psi(psi) -> float:
+    lo, hi = PSI_RANGE
+    if not is_number(psi) or not math.isfinite(psi) or not lo <= psi <= hi:
+        raise UsageError(f"truncation psi must be between {lo} and {hi} (1 = no truncation, 0.7 as in the paper, "
+                         f"0 = the average image), not {psi!r}")
+    return float(psi)
+
+
+def check_cutoff(cutoff, num_ws: int) -> int:
+    if not is_whole(cutoff) or not 0 <= cutoff <= num_ws:
+        raise UsageError(f"truncation cutoff must be a layer count from 0 to {num_ws} (layers [0, cutoff) are "
+                         f"truncated; this network has {num_ws} style layers), not {cutoff!r}")
+    return int(cutoff)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between the directions of a and b (N, D) at t (N,) or (N, 1): unit vectors at
+    constant angular speed, the path through Z of PPL and of Z interpolations. t = 0 gives a's direction exactly."""
+    a, b = F.normalize(a, dim=-1, eps=0), F.normalize(b, dim=-1, eps=0)
+    t = t.reshape(-1, 1)
+    cos = (a * b).sum(-1, keepdim=True).clamp(-1, 1)
+    angle = t * torch.acos(cos)
+    ortho = F.normalize(b - cos * a, dim=-1, eps=1e-12)  # the unit vector orthogonal to a in the plane of a, b
+    return F.normalize(a * torch.cos(angle) + ortho * torch.sin(angle), dim=-1, eps=0)
+
+
 def seed_to_z(seeds, z_dim: int) -> torch.Tensor:
     """The same z for a seed on every machine and batch size: numpy's RandomState, as the official code does."""
     return torch.from_numpy(np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])).float()
-
-
-class NetworkError(Exception):
-    """A network path that does not exist or is not a valid network: scripts print its message on one line."""
 
 
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
@@ -691,7 +764,6 @@ def main(argv=None):
 
 def _convert(args) -> Path:
     import official
-    from common import UsageError
 
     if not (args.convert and args.out):
         raise UsageError("--convert FILE.pkl and --out FOLDER go together, e.g. --convert "

@@ -11,7 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+import common
 import generate
+import model
 from common import UsageError, parse_seeds, run_cli
 from model import style_ranges
 from conftest import ROOT
@@ -64,10 +66,10 @@ def test_parse_seeds():
 
 def test_psi_range():
     assert generate.parse_psis("1,0.7,0,-0.5,-1") == [1.0, 0.7, 0.0, -0.5, -1.0]
-    assert generate.check_psi(-2.0) == -2.0 and generate.check_psi(2.0) == 2.0
+    assert model.check_psi(-2.0) == -2.0 and model.check_psi(2.0) == 2.0
     for bad in [2.01, -3, float("nan"), float("inf")]:
-        with pytest.raises(UsageError, match=r"\[-2, 2\]"):
-            generate.check_psi(bad)
+        with pytest.raises(UsageError, match=r"between -2.0 and 2.0"):
+            model.check_psi(bad)
     with pytest.raises(UsageError, match="comma-separated"):
         generate.parse_psis("1,x")
 
@@ -86,9 +88,11 @@ def test_parse_styles():
 
 
 def test_network_name():
-    assert generate.network_name("runs/00003-ffhq/network") == "00003-ffhq"
-    assert generate.network_name("runs/00003-ffhq/network/model.safetensors") == "00003-ffhq"
-    assert generate.network_name("/tmp/my net.safetensors") == "my_net"
+    assert common.network_name("runs/00003-ffhq/network") == "00003-ffhq"
+    assert common.network_name("runs/00003-ffhq/network/model.safetensors") == "00003-ffhq"
+    assert common.network_name("/tmp/my net.safetensors") == "my_net"
+    assert common.network_name("nets/stylegan-ffhq-1024x1024.pkl") == "stylegan-ffhq-1024x1024"
+    assert common.network_name("nets/my-folder") == "my-folder"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -229,7 +233,7 @@ def test_noise_figure(G):
     std = cell(fig, 0, 3).astype(int)
     assert (std[..., 0] == std[..., 1]).all() and std.max() == 255 and std.min() < 255  # grey map, max white
     # the std map is the per-pixel std over the realisations (averaged over RGB), scaled to its maximum
-    ws = G.truncate(generate.broadcast(G, generate.map_seeds(G, [5])), 1.0).expand(12, -1, -1)
+    ws = G.truncate(G.broadcast(G.w_from_seeds([5])), 1.0).expand(12, -1, -1)
     imgs = generate.synthesize(G, ws, "random", list(range(12)))
     ref = imgs.double().std(0, unbiased=False).mean(0)
     ref = (ref / ref.max() * 255).round().byte().numpy()
@@ -277,17 +281,6 @@ def test_interpolation_noise_is_fixed(G):
     assert np.array_equal(frames[0], generate.generate_images(G, [4], noise_mode="random")[0])
 
 
-def test_slerp():
-    a, b = torch.randn(1, 8, dtype=torch.float64), torch.randn(1, 8, dtype=torch.float64)
-    t = torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64)
-    out = generate.slerp(a.expand(3, -1), b.expand(3, -1), t)
-    assert torch.allclose(out.norm(dim=-1), torch.ones(3, dtype=torch.float64))
-    assert torch.allclose(out[0], a[0] / a.norm()) and torch.allclose(out[2], b[0] / b.norm())
-    cos = lambda x, y: (x * y).sum() / x.norm() / y.norm()
-    omega = torch.acos(cos(a[0], b[0]))
-    assert torch.allclose(torch.acos(cos(out[1], a[0])), 0.3 * omega)  # constant angular speed
-
-
 def test_figure_commands_write_files(tiny_network, tmp_path, capsys):
     net = ["--network", str(tiny_network), "--outdir", str(tmp_path), "--upscale", "1"]
     cases = {
@@ -330,9 +323,9 @@ def _bad_network(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("argv, fix", [
     (["--seeds", "9-3"], "low-high"),
     (["--seeds", "1,x"], "ranges like 0-99"),
-    (["--seeds", "0-3", "--trunc", "2.5"], "pass a psi in that range"),
-    (["--figure", "truncation", "--seeds", "1", "--psis", "1,-7"], "pass a psi in that range"),
-    (["--seeds", "0-3", "--trunc", "0.7", "--trunc-cutoff", "7"], "[1, 6]"),
+    (["--seeds", "0-3", "--trunc", "2.5"], "truncation psi must be between -2.0 and 2.0"),
+    (["--figure", "truncation", "--seeds", "1", "--psis", "1,-7"], "truncation psi must be between"),
+    (["--seeds", "0-3", "--trunc", "0.7", "--trunc-cutoff", "7"], "from 0 to 6"),
     (["--seeds", "0-3", "--batch", "0"], "--batch must be at least 1"),
     (["--figure", "mixing", "--rows", "1"], "--cols"),
     (["--figure", "mixing", "--rows", "1", "--cols", "2", "--styles", "0-9"], "e.g. --styles 0-3"),

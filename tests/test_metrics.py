@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import metrics
+import model
 from conftest import ROOT, make_tiny_generator
 
 
@@ -178,17 +179,6 @@ def test_ppl_independent_of_batch_size_and_filtered():
     assert v1_again == v1  # bit-identical for the same seed and batch size
     v3 = metrics.ppl(G, "z", "full", num=40, seed=1, batch=40, distance=sq_l2, progress=False)
     assert v3 != v1
-
-
-def test_slerp_properties():
-    torch.manual_seed(0)
-    a, b = torch.randn(5, 16, dtype=torch.float64), torch.randn(5, 16, dtype=torch.float64)
-    for t in (0.0, 0.3, 1.0):
-        e = metrics.slerp(a, b, torch.full((5, 1), t, dtype=torch.float64))
-        assert torch.allclose(e.norm(dim=1), torch.ones(5, dtype=torch.float64))
-        angle = torch.acos((e * F.normalize(a, dim=1)).sum(1).clamp(-1, 1))
-        total = torch.acos((F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1))
-        assert torch.allclose(angle, t * total, atol=1e-6)
 
 
 def test_crop_and_downsample():

@@ -1,5 +1,6 @@
 """The networks' promises: parameter counts, shapes, fade-in, truncation, mixing, noise, save/load."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -8,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import ROOT, TINY, make_tiny_generator
-from model import (PRESETS, Discriminator, EqualConv2d, Generator, NetworkConfig, NetworkError, count_params,
-                   load_network, save_network, seed_to_z, style_ranges)
+from model import (PRESETS, Discriminator, EqualConv2d, Generator, NetworkConfig, NetworkError, UsageError,
+                   count_params, load_network, save_network, seed_to_z, slerp, style_ranges)
 
 # A 1024^2 network, narrow enough to run every resolution on a CPU in a second.
 NARROW1024 = NetworkConfig(resolution=1024, z_dim=16, w_dim=16, mapping_layers=2, mapping_width=16, channel_base=16384,
@@ -132,6 +133,54 @@ def test_noise_modes():
 
 def test_same_seed_same_z_any_batch():
     assert torch.equal(seed_to_z([7], 32)[0], seed_to_z([3, 7, 9], 32)[1])
+
+
+def test_seed_to_styles_contract():
+    G = make_tiny_generator()
+    seeds = [4, 1, 4, 9]
+    with torch.no_grad():
+        w = G.mapping(seed_to_z(seeds, TINY.z_dim))
+    assert torch.equal(G.w_from_seeds(seeds), w)
+    assert torch.allclose(G.w_from_seeds(seeds, batch=3), w, atol=1e-6)  # batching: float rounding at most
+    assert torch.equal(G.ws_from_seeds(seeds, psi=1.0), w.unsqueeze(1).expand(-1, G.num_ws, -1))
+    assert torch.equal(G.ws_from_seeds(seeds, psi=0.5, cutoff=2), G.truncate(G.broadcast(w), 0.5, 2))
+    # Each image's noise comes from its own seed, whatever its neighbours in the batch.
+    noise = G.noise_from_seeds(seeds)
+    alone = G.noise_from_seeds([9])
+    own = G.synthesis.make_noise(1, seed=4)
+    for layer, single, first in zip(noise, alone, own):
+        assert torch.equal(layer[3:4], single) and torch.equal(layer[0], layer[2]) and torch.equal(layer[:1], first)
+
+
+def test_truncation_defaults_and_checks():
+    G = make_tiny_generator()
+    assert G.truncation() == (1.0, G.num_ws)  # our networks: no truncation by default
+    official = Generator(dataclasses.replace(TINY, default_psi=0.7, default_cutoff=4))
+    assert official.truncation() == (0.7, 4) and official.truncation(0.5) == (0.5, 4)
+    assert official.truncation(cutoff=0) == (0.7, 0)
+    ws = torch.randn(2, G.num_ws, TINY.w_dim)
+    assert torch.equal(G.truncate(ws, 0.0, 0), ws)  # cutoff 0 truncates no layer
+    for psi in (2.5, -3, float("nan"), float("inf"), "0.5", True):
+        with pytest.raises(UsageError, match="truncation psi must be between -2.0 and 2.0"):
+            G.truncation(psi)
+    for cutoff in (-1, G.num_ws + 1, 1.5, "all"):
+        with pytest.raises(UsageError, match=f"cutoff must be a layer count from 0 to {G.num_ws}"):
+            G.truncation(1.0, cutoff)
+
+
+def test_slerp_constant_angular_speed():
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 16, dtype=torch.float64), torch.randn(5, 16, dtype=torch.float64)
+    total = torch.acos((F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1))
+    for t in (0.0, 0.3, 1.0):
+        for shape in ((5,), (5, 1)):  # t per row, either shape
+            e = slerp(a, b, torch.full(shape, t, dtype=torch.float64))
+            assert torch.allclose(e.norm(dim=1), torch.ones(5, dtype=torch.float64))
+            angle = torch.acos((e * F.normalize(a, dim=1)).sum(1).clamp(-1, 1))
+            assert torch.allclose(angle, t * total, atol=1e-6)
+    assert torch.allclose(slerp(a, b, torch.ones(5, dtype=torch.float64)), F.normalize(b, dim=1))
+    same = slerp(a, a, torch.full((5,), 0.4, dtype=torch.float64))  # equal ends: no 0/0
+    assert torch.allclose(same, F.normalize(a, dim=1))
 
 
 def test_traditional_generator_uses_only_its_input_layer():

@@ -55,10 +55,10 @@ def test_projection_recovers_the_w_of_a_generated_image():
         for name, p in G.named_parameters():
             if name.endswith("noise.weight"):
                 p.zero_()
-        G.w_avg.copy_(generate.map_seeds(G, list(range(1000, 2000))).mean(0))
-    w = G.w_avg.lerp(generate.map_seeds(G, [3, 4, 5, 6]), 0.3)
-    target = generate.synthesize(G, generate.broadcast(G, w), "const")
-    start = mse(generate.synthesize(G, generate.broadcast(G, G.w_avg.expand(4, -1)), "const"), target)
+        G.w_avg.copy_(G.w_from_seeds(list(range(1000, 2000))).mean(0))
+    w = G.w_avg.lerp(G.w_from_seeds([3, 4, 5, 6]), 0.3)
+    target = generate.synthesize(G, G.broadcast(w), "const")
+    start = mse(generate.synthesize(G, G.broadcast(G.w_avg.expand(4, -1)), "const"), target)
     r = project.project(G, target, steps=150, space="w", lpips=mse, progress=False)
     assert (r["lpips"] < start / 20).all()
     assert ((r["ws"][:, 0] - w).norm(dim=-1) < 0.25 * (G.w_avg - w).norm(dim=-1)).all()
@@ -67,7 +67,7 @@ def test_projection_recovers_the_w_of_a_generated_image():
 
 
 def test_projection_lowers_lpips(G):
-    target = generate.synthesize(G, generate.broadcast(G, generate.map_seeds(G, [7])), "const")
+    target = generate.synthesize(G, G.broadcast(G.w_from_seeds([7])), "const")
     seen = []
     r = project.project(G, target, steps=20, space="w+", progress=False, callback=lambda s, d: seen.append(float(d)))
     assert r["ws"].shape == (1, G.num_ws, G.cfg.w_dim) and len(seen) == 20
@@ -110,7 +110,7 @@ def directions(G, tiny_network, tmp_path):
 
 def test_edit_moves_w_by_the_stated_amount_on_the_chosen_layers(G, directions):
     dirs = latents.load_directions(directions, G)
-    ws = generate.broadcast(G, generate.map_seeds(G, [1, 2]))
+    ws = G.broadcast(G.w_from_seeds([1, 2]))
     edits = latents.parse_edits("smiling=2,eyeglasses=-1", dirs["names"])
     out = latents.apply_edits(ws, edits, dirs, first=1, stop=3)
     delta = (out - ws).double()
@@ -125,7 +125,7 @@ def test_generate_edit_renders_the_edited_w(G, tiny_network, directions, tmp_pat
     paths = generate.main(["--network", str(tiny_network), "--seeds", "5", "--edit", "bangs=3", "--edit-layers",
                            "0-1", "--outdir", str(tmp_path), "--dtype", "float32"])
     dirs = latents.load_directions(directions, G)
-    ws = latents.apply_edits(generate.broadcast(G, generate.map_seeds(G, [5])), [("bangs", 3.0)], dirs, 0, 2)
+    ws = latents.apply_edits(G.broadcast(G.w_from_seeds([5])), [("bangs", 3.0)], dirs, 0, 2)
     want = generate.to_uint8(generate.synthesize(G, ws, "const"))[0]
     assert np.abs(np.asarray(Image.open(paths[0]), np.int16) - want).max() <= 1
     assert not np.array_equal(want, generate.generate_images(G, [5])[0])
@@ -223,7 +223,7 @@ def test_metrics_saves_directions_that_latents_reads(G, tmp_path):
     assert dirs["names"] == ["smiling", "bangs"] and dirs["note"]["samples"] == 100
     assert dirs["note"]["classifier"]["dataset"] == "synthetic-100-16"
     np.testing.assert_array_equal(dirs["stds"], np.float32([0.7, 0.0]))
-    ws = generate.broadcast(G, G.w_avg[None])
+    ws = G.broadcast(G.w_avg[None])
     with pytest.raises(UsageError, match="bangs has no direction"):
         latents.apply_edits(ws, [("bangs", 1.0)], dirs)
     with pytest.raises(UsageError, match="another network"):

@@ -56,6 +56,9 @@ TRAIN_PRESETS = {
     # on 2 idle cores, see the README).
     "cpu": dict(network="cpu", start_res=8, fade_kimg=12, stable_kimg=12, kimg=60, batch={8: 32, 16: 32, 32: 32},
                 lr={}, base_lr=0.002, gamma=1.0, mirror=False, tick_kimg=2, snap_kimg=8,
+                # Departures for speed on a CPU: bf16 where the CPU computes in it ('auto'), and R1 every 16th D step
+                # with 16 times the weight (lazy regularization, StyleGAN2): 2.7x the images per second at 32x32.
+                mixed_precision="auto", r1_interval=16,
                 # Our departure for short runs: a 10k-image EMA half-life would leave the EMA of a 60k-image run mostly
                 # random init. StyleGAN2-ADA's ramp-up caps the half-life at 5% of the images seen so far.
                 ema_rampup=0.05),
@@ -98,7 +101,7 @@ class TrainConfig:
     ema_rampup: float | None = None  # cap the half-life at this fraction of images seen (StyleGAN2-ADA); None = paper
     w_avg_beta: float = 0.995  # moving-average decay of w_avg, for truncation
     mirror: bool = False  # horizontal flips of the real images
-    mixed_precision: str = "no"  # no, bf16 or fp16 (through Accelerate)
+    mixed_precision: str = "no"  # no, bf16 or fp16 (through Accelerate); "auto" is resolved by make_config
     seed: int = 0
     tick_kimg: float = 4
     snap_kimg: float = 8
@@ -503,7 +506,8 @@ def make_config(args, init: InitSource | None = None) -> TrainConfig:
     for k in ("start_res", "fade_kimg", "stable_kimg", "kimg", "batch", "lr", "base_lr", "gamma", "mirror",
               "tick_kimg", "snap_kimg", "ema_rampup"):
         setattr(cfg, k, copy.deepcopy(preset[k]))
-    cfg.ema_kimg = preset.get("ema_kimg", cfg.ema_kimg)
+    for k in ("ema_kimg", "r1_interval", "mixed_precision"):  # keys that only some presets set
+        setattr(cfg, k, preset.get(k, getattr(cfg, k)))
     net = PRESETS[preset["network"]].to_dict() if init is None else dict(init.network)
     if init is not None:
         taken = [f"--{k.replace('_', '-')}" for k in ("mapping_layers", "architecture", "no_noise") if getattr(args, k, None)]
@@ -554,11 +558,42 @@ def make_config(args, init: InitSource | None = None) -> TrainConfig:
             augment.parse_policy(cfg.diffaugment)
         except ValueError as e:
             raise UsageError(f"--diffaugment: {e}") from None
+    cfg.mixed_precision = resolve_precision(cfg)  # config.json records what ran, so a resume runs the same
     blocks = len(frozen_d_resolutions(NetworkConfig.from_dict(net), 99))
     if not 0 <= cfg.freeze_d <= blocks:
         raise UsageError(f"--freeze-d must be between 0 and {blocks} (D's blocks at {net['resolution']}x"
                          f"{net['resolution']}), not {cfg.freeze_d}")
     return cfg
+
+
+def native_bf16(on_cpu: bool, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """Why bf16 is fast on this machine ('' if it is not): a CPU with bf16 arithmetic (AVX512-BF16 or AMX, read
+    from /proc/cpuinfo, so Linux only), or a GPU that reports bf16 support. Elsewhere bf16 is emulated: slower
+    than fp32."""
+    if not on_cpu:
+        return "this GPU has bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else ""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path(cpuinfo).read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        return ""
+    found = [f.upper().replace("_", "-") for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return f"this CPU has {' and '.join(found)}" if found else ""
+
+
+def resolve_precision(cfg: TrainConfig) -> str:
+    """'auto' -> 'bf16' where the hardware computes in bf16, else 'no' (fp32); anything else as given."""
+    if cfg.mixed_precision != "auto":
+        return cfg.mixed_precision
+    return "bf16" if native_bf16(use_cpu(cfg)) else "no"
+
+
+def precision_note(precision: str, device: torch.device) -> str:
+    why = native_bf16(device.type == "cpu")
+    if precision == "bf16":
+        return f"precision: bf16 autocast ({why})" if why else ("precision: bf16 autocast, emulated on this "
+                                                                 "hardware: expect it slower than fp32")
+    return f"precision: {'fp32' if precision == 'no' else precision}"
 
 
 def use_cpu(cfg: TrainConfig) -> bool:
@@ -597,6 +632,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
         log_with="tensorboard", project_dir=str(run_dir))
     rank, world, main = accel.process_index, accel.num_processes, accel.is_main_process
     device = accel.device
+    if main:
+        log_fn(precision_note(cfg.mixed_precision, device))
 
     dataset = data_module.make_dataset(cfg.data, cfg.network["resolution"], max_images=cfg.max_images, pad=cfg.pad,
                                        cache_dir=cfg.cache_dir, stream=cfg.stream)
@@ -902,7 +939,9 @@ def parse_args(argv=None):
     p.add_argument("--mapping-layers", dest="mapping_layers", type=int_at_least(0), help="mapping network depth (paper: 8)")
     p.add_argument("--architecture", choices=["style", "traditional"], help="generator type (default: style)")
     p.add_argument("--no-noise", dest="no_noise", action="store_true", default=None, help="no per-layer noise inputs")
-    p.add_argument("--mixed-precision", dest="mixed_precision", choices=["no", "bf16", "fp16"])
+    p.add_argument("--mixed-precision", dest="mixed_precision", choices=["auto", "no", "bf16", "fp16"],
+                   help="auto (the cpu preset's default): bf16 where the CPU or GPU computes in bf16, else fp32; "
+                        "no (fp32, the paper presets' default), bf16 or fp16")
     p.add_argument("--seed", type=seed_type, help="random seed (default 0)")
     p.add_argument("--cpu", action="store_true", default=None, help="train on the CPU even if a GPU is available")
     p.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,

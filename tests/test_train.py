@@ -188,6 +188,26 @@ def test_cpu_threads_share_the_cores_among_local_processes(monkeypatch):
         train.cpu_threads(-1)
 
 
+def test_auto_precision_follows_the_cpu_flags(tmp_path, monkeypatch):
+    fast, plain = tmp_path / "fast", tmp_path / "plain"
+    fast.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n")
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert train.native_bf16(True, str(fast)) == "this CPU has AVX512-BF16"
+    assert train.native_bf16(True, str(plain)) == "" and train.native_bf16(True, str(tmp_path / "none")) == ""
+    cfg = train.TrainConfig(mixed_precision="auto", cpu=True)
+    real = train.native_bf16
+    for info, expected in ((fast, "bf16"), (plain, "no")):
+        monkeypatch.setattr(train, "native_bf16", lambda on_cpu, info=info: real(on_cpu, str(info)))
+        assert train.resolve_precision(cfg) == expected
+    assert train.resolve_precision(train.TrainConfig(mixed_precision="fp16")) == "fp16"  # explicit: as given
+    # The cpu preset asks for auto; the paper presets stay in fp32; config.json records the resolved value.
+    monkeypatch.setattr(train, "native_bf16", lambda on_cpu: "this CPU has AVX512-BF16")
+    assert train.make_config(train.parse_args(["--cpu"])).mixed_precision == "bf16"
+    assert train.make_config(train.parse_args(["--preset", "ffhq256", "--cpu"])).mixed_precision == "no"
+    monkeypatch.setattr(train, "native_bf16", lambda on_cpu: "")
+    assert train.make_config(train.parse_args(["--cpu"])).mixed_precision == "no"
+
+
 def test_cli_bad_input_is_one_line(tmp_path):
     damaged = tmp_path / "damaged-run"  # a run whose only checkpoint lost its files
     (damaged / "checkpoints" / "ckpt-000000064").mkdir(parents=True)

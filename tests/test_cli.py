@@ -11,6 +11,7 @@ import bench
 import common
 import data
 import demo
+import faces
 import generate
 import metrics
 import model
@@ -20,7 +21,7 @@ from conftest import ROOT
 
 SCRIPTS = {"train.py": train.main, "generate.py": generate.main, "metrics.py": metrics.main, "demo.py": demo.main,
            "bench.py": bench.main, "ablation.py": ablation.main, "data.py": data.main, "model.py": model.main,
-           "project.py": project.main}
+           "project.py": project.main, "faces.py": faces.main}
 
 # Flags whose valid range includes 0 or negative numbers (everything else must refuse them).
 ACCEPT_ZERO = {"--stable-kimg", "--gamma", "--style-mixing", "--freeze-d", "--mapping-layers", "--seed", "--workers", "--threads", "--zoom", "--port",

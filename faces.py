@@ -234,140 +234,188 @@ def _check_render_resolution(resolution) -> int:
     return int(resolution)
 
 
-def _render(p: dict, res: int) -> np.ndarray:
-    """Render faces with parameters p at res x res -> float32 (N, 3, H, W) in [0, 1].
+class _Canvas:
+    """A batch of pictures being painted back to front, and the coordinates the parts are drawn in.
 
-    Each part is evaluated only inside its bounding box (the union over the batch), so small parts like eyes and
-    freckles cost little at 256x256; the large ones (face, hair, shirt) dominate."""
-    n = len(p["cx"])
-    pw = 2.0 / res  # pixel width in image units; the image spans [-1, 1] in x (right) and y (down)
-    g = (np.arange(res, dtype=np.float32) + 0.5) * pw - 1.0
-    U, V = g[None, None, :], g[None, :, None]  # (1, 1, W), (1, H, 1)
+    The image spans [-1, 1] in x (right) and y (down). Body coordinates (bx, by) follow the head's position and
+    size but not its roll; head coordinates (x, y) roll as well. lpw is a pixel's width in head units: the width of
+    every anti-aliased edge. Parts draw only inside region(...), the box they can touch in any face of the batch, so
+    small parts like eyes and freckles cost little at 256x256; the large ones (face, hair, shirt) dominate."""
 
-    def c(name):  # a per-face scalar, broadcastable against (N, H, W) grids
-        return p[name][:, None, None]
+    def __init__(self, p: dict, res: int):
+        self.p, self.res, self.n = p, res, len(p["cx"])
+        self.pw = 2.0 / res  # pixel width in image units
+        g = (np.arange(res, dtype=np.float32) + 0.5) * self.pw - 1.0
+        self.U, self.V = g[None, None, :], g[None, :, None]  # (1, 1, W), (1, H, 1)
+        s, cx, cy, roll = self.c("scale"), self.c("cx"), self.c("cy"), self.c("roll")
+        self.cr, self.sr = np.cos(roll), np.sin(roll)
+        self.bx, self.by = (self.U - cx) / s, (self.V - cy) / s
+        self.x, self.y = self.cr * self.bx + self.sr * self.by, -self.sr * self.bx + self.cr * self.by
+        self.lpw = self.pw / s
+        self.black = np.zeros((self.n, 3), np.float32)
+        self.img = None  # (N, 3, H, W), painted first by _draw_background
 
-    # Body coordinates follow the head's position and size but not its roll; head coordinates roll as well.
-    s, cx, cy, roll = c("scale"), c("cx"), c("cy"), c("roll")
-    cr, sr = np.cos(roll), np.sin(roll)
-    bx_full, by_full = (U - cx) / s, (V - cy) / s
-    x_full, y_full = cr * bx_full + sr * by_full, -sr * bx_full + cr * by_full
-    lpw = pw / s  # a pixel's width in head units
+    def c(self, name):
+        """A per-face scalar, broadcastable against (N, H, W) grids."""
+        return self.p[name][:, None, None]
 
-    # Background: a vertical gradient of one colour.
-    img = p["bg"][:, :, None, None] * (1.08 - 0.16 * (V[:, None] + 1) / 2)
-    img = np.ascontiguousarray(np.broadcast_to(img, (n, 3, res, res)), dtype=np.float32)  # (N, 3, H, W)
-
-    def region(x0, x1, y0, y1, body=False):
+    def region(self, x0, x1, y0, y1, body=False):
         """(x, y, img) restricted to the pixels that a part spanning [x0, x1] x [y0, y1] in head (or body)
         coordinates can touch in any face of the batch; img is a view, so blending into it draws."""
+        s, cx, cy = self.c("scale")[:, :, 0], self.c("cx")[:, :, 0], self.c("cy")[:, :, 0]
         px = np.array([x0, x1, x0, x1], np.float32)[None]
         py = np.array([y0, y0, y1, y1], np.float32)[None]
-        c_, s_ = (1.0, 0.0) if body else (cr[:, :, 0], sr[:, :, 0])
-        u = cx[:, :, 0] + s[:, :, 0] * (c_ * px - s_ * py)
-        v = cy[:, :, 0] + s[:, :, 0] * (s_ * px + c_ * py)
+        c_, s_ = (1.0, 0.0) if body else (self.cr[:, :, 0], self.sr[:, :, 0])
+        u = cx + s * (c_ * px - s_ * py)
+        v = cy + s * (s_ * px + c_ * py)
+        pw, res = self.pw, self.res
         lo_c, hi_c = int(np.floor((u.min() + 1) / pw)) - 1, int(np.ceil((u.max() + 1) / pw)) + 1
         lo_r, hi_r = int(np.floor((v.min() + 1) / pw)) - 1, int(np.ceil((v.max() + 1) / pw)) + 1
         rs, cs = slice(max(lo_r, 0), max(min(hi_r, res), 0)), slice(max(lo_c, 0), max(min(hi_c, res), 0))
         if body:
-            return bx_full[:, :, cs], by_full[:, rs, :], img[:, :, rs, cs]
-        return x_full[:, rs, cs], y_full[:, rs, cs], img[:, :, rs, cs]
+            return self.bx[:, :, cs], self.by[:, rs, :], self.img[:, :, rs, cs]
+        return self.x[:, rs, cs], self.y[:, rs, cs], self.img[:, :, rs, cs]
 
-    yaw = c("yaw")
-    fw, fh, chin, vol = c("face_w"), c("face_h"), c("chin"), c("hair_vol")
-    skin, hair = p["skin"], p["hair"]
-    black = np.zeros((n, 3), np.float32)
 
-    def hair_tex(x, y):
-        # Stripes running down the hair: fine-scale texture with a per-face frequency and phase.
-        stripes = 0.93 + 0.07 * np.sin(c("hair_freq") * x + 6 * y + c("hair_phase"))
-        return hair[:, :, None, None] * stripes[:, None]
+def _hair_texture(cv: _Canvas, x, y):
+    """Hair colour with stripes running down it: fine-scale texture with a per-face frequency and phase."""
+    stripes = 0.93 + 0.07 * np.sin(cv.c("hair_freq") * x + 6 * y + cv.c("hair_phase"))
+    return cv.p["hair"][:, :, None, None] * stripes[:, None]
 
-    # Shoulders and shirt.
-    bx, by, im = region(-1.2, 1.2, 0.7, 2.0, body=True)
-    _blend(im, _cover(_ellipse(bx, by - 1.38, 0.95, 0.62), lpw), p["shirt"])
 
-    # Ears (long hair, drawn next, hides them).
+def _draw_background(cv: _Canvas):
+    """A vertical gradient of one colour."""
+    img = cv.p["bg"][:, :, None, None] * (1.08 - 0.16 * (cv.V[:, None] + 1) / 2)
+    cv.img = np.ascontiguousarray(np.broadcast_to(img, (cv.n, 3, cv.res, cv.res)), dtype=np.float32)
+
+
+def _draw_shirt(cv: _Canvas):
+    """Shoulders and shirt."""
+    bx, by, im = cv.region(-1.2, 1.2, 0.7, 2.0, body=True)
+    _blend(im, _cover(_ellipse(bx, by - 1.38, 0.95, 0.62), cv.lpw), cv.p["shirt"])
+
+
+def _draw_ears(cv: _Canvas):
+    """Ears, turned with the yaw (long hair, drawn next, hides them)."""
+    yaw, fw = cv.c("yaw"), cv.c("face_w")
     for side in (-1, 1):
-        x, y, im = region(side * 0.47 - 0.12, side * 0.47 + 0.12, -0.16, 0.12)
+        x, y, im = cv.region(side * 0.47 - 0.12, side * 0.47 + 0.12, -0.16, 0.12)
         ear = _ellipse(x - side * (fw + 0.015 - 0.02 * side * yaw), y + 0.02, 0.06 * (1 - 0.3 * side * yaw), 0.11)
-        _blend(im, _cover(ear, lpw), skin * 0.92)
+        _blend(im, _cover(ear, cv.lpw), cv.p["skin"] * 0.92)
 
-    # Long hair, behind the head: a rounded block from the crown down past the shoulders.
-    x, y, im = region(-0.85, 0.85, -0.8, 1.3)
-    hair_top = -fh - 0.04 - vol
+
+def _draw_long_hair(cv: _Canvas):
+    """Long hair, behind the head: a rounded block from the crown down past the shoulders."""
+    c = cv.c
+    x, y, im = cv.region(-0.85, 0.85, -0.8, 1.3)
+    hair_top = -c("face_h") - 0.04 - c("hair_vol")
     long_bottom = c("hair_len")
-    back = _box(x, y - (hair_top + long_bottom) / 2, fw + 0.11 + vol, (long_bottom - hair_top) / 2, 0.25)
-    _blend(im, _cover(back, lpw) * c("long_hair"), hair_tex(x, y) * 0.85)
+    back = _box(x, y - (hair_top + long_bottom) / 2, c("face_w") + 0.11 + c("hair_vol"), (long_bottom - hair_top) / 2,
+                0.25)
+    _blend(im, _cover(back, cv.lpw) * c("long_hair"), _hair_texture(cv, x, y) * 0.85)
 
-    # Neck, shadowed under the jaw.
-    bx, by, im = region(-0.25, 0.25, 0.2, 1.3, body=True)
-    _blend(im, _cover(_box(bx, by - 0.8, 0.17, 0.45, 0.05), lpw), skin * 0.85)
 
-    # Face: an ellipse that narrows towards the chin (face shape), moved a little against the yaw; lit from the
-    # front, so darker towards the edges.
-    x, y, im = region(-0.52, 0.52, -0.6, 0.6)
-    fx = (x + 0.02 * yaw) * (1 + chin * np.maximum(y, 0) / fh)
+def _draw_neck(cv: _Canvas):
+    """Neck, shadowed under the jaw."""
+    bx, by, im = cv.region(-0.25, 0.25, 0.2, 1.3, body=True)
+    _blend(im, _cover(_box(bx, by - 0.8, 0.17, 0.45, 0.05), cv.lpw), cv.p["skin"] * 0.85)
+
+
+def _draw_face(cv: _Canvas):
+    """An ellipse that narrows towards the chin (face shape), moved a little against the yaw; lit from the front,
+    so darker towards the edges."""
+    yaw, fw, fh = cv.c("yaw"), cv.c("face_w"), cv.c("face_h")
+    x, y, im = cv.region(-0.52, 0.52, -0.6, 0.6)
+    fx = (x + 0.02 * yaw) * (1 + cv.c("chin") * np.maximum(y, 0) / fh)
     shade = 1.0 - 0.12 * np.minimum((x + 0.3 * yaw) ** 2 / fw**2 + 0.5 * (y / fh) ** 2, 1)
-    _blend(im, _cover(_ellipse(fx, y, fw, fh), lpw), skin[:, :, None, None] * shade[:, None])
+    _blend(im, _cover(_ellipse(fx, y, fw, fh), cv.lpw), cv.p["skin"][:, :, None, None] * shade[:, None])
 
-    # Hair on top: inside a cap bigger than the head, above a hairline that drops to the temples at the sides,
-    # with a notch at the parting.
-    x, y, im = region(-0.62, 0.62, -0.78, 0.2)
-    cap = _ellipse(x, y + 0.06, fw + vol, fh + vol + 0.02)
+
+def _draw_hair_on_top(cv: _Canvas):
+    """Inside a cap bigger than the head, above a hairline that drops to the temples at the sides, with a notch at
+    the parting."""
+    c = cv.c
+    fw, vol = c("face_w"), c("hair_vol")
+    x, y, im = cv.region(-0.62, 0.62, -0.78, 0.2)
+    cap = _ellipse(x, y + 0.06, fw + vol, c("face_h") + vol + 0.02)
     hairline = c("hairline") + 0.35 * np.minimum(np.abs(x / fw), 1.2) ** 4 \
         - 0.06 * np.exp(-((x - c("parting")) / 0.05) ** 2)
-    _blend(im, _cover(np.maximum(cap, y - hairline), lpw), hair_tex(x, y))
+    _blend(im, _cover(np.maximum(cap, y - hairline), cv.lpw), _hair_texture(cv, x, y))
 
-    # Freckles: a dozen brown spots over the cheeks and nose, alternating sides.
-    x, y, im = region(-0.42, 0.42, -0.02, 0.22)
-    if p["freckles"].any():
-        for k in range(N_FRECKLES):
-            fxk = p["freckle_x"][:, k, None, None] * (1 if k % 2 else -1) + 0.06 * yaw
-            d = np.sqrt((x - fxk) ** 2 + (y - p["freckle_y"][:, k, None, None]) ** 2) \
-                - p["freckle_r"][:, k, None, None]
-            _blend(im, _cover(d, lpw) * (0.75 * c("freckles")), skin * np.float32([0.62, 0.45, 0.33]))
 
-    # Nose: a shadow under the tip and a faint line down one side, shifted most by the yaw.
-    x, y, im = region(-0.2, 0.2, -0.06, 0.2)
-    nx = x - 0.1 * yaw
-    _blend(im, _cover(_ellipse(nx, y - 0.15, 0.055, 0.026), lpw) * 0.6, skin * 0.7)
-    _blend(im, _line(nx - 0.03, 0.012, lpw, np.abs(y - 0.05) - 0.09) * 0.35, skin * 0.75)
+def _draw_freckles(cv: _Canvas):
+    """A dozen brown spots over the cheeks and nose, alternating sides."""
+    p, yaw = cv.p, cv.c("yaw")
+    x, y, im = cv.region(-0.42, 0.42, -0.02, 0.22)
+    if not p["freckles"].any():
+        return
+    for k in range(N_FRECKLES):
+        fxk = p["freckle_x"][:, k, None, None] * (1 if k % 2 else -1) + 0.06 * yaw
+        d = np.sqrt((x - fxk) ** 2 + (y - p["freckle_y"][:, k, None, None]) ** 2) - p["freckle_r"][:, k, None, None]
+        _blend(im, _cover(d, cv.lpw) * (0.75 * cv.c("freckles")), p["skin"] * np.float32([0.62, 0.45, 0.33]))
 
-    # Eyes and brows.
-    ew, eh, open_, closed = c("eye_w"), c("eye_h"), c("eyes_open"), 1 - c("eyes_open")
+
+def _draw_nose(cv: _Canvas):
+    """A shadow under the tip and a faint line down one side, shifted most by the yaw."""
+    skin = cv.p["skin"]
+    x, y, im = cv.region(-0.2, 0.2, -0.06, 0.2)
+    nx = x - 0.1 * cv.c("yaw")
+    _blend(im, _cover(_ellipse(nx, y - 0.15, 0.055, 0.026), cv.lpw) * 0.6, skin * 0.7)
+    _blend(im, _line(nx - 0.03, 0.012, cv.lpw, np.abs(y - 0.05) - 0.09) * 0.35, skin * 0.75)
+
+
+def _draw_eyes(cv: _Canvas):
+    """Each eye with its brow; open or closed. (ex, ey): coordinates centred on the eye."""
     for side in (-1, 1):
-        x, y, im = region(side * 0.175 - 0.26, side * 0.175 + 0.26, -0.3, 0.05)
-        ex, ey = x - (side * c("eye_dx") + 0.07 * yaw), y - c("eye_y")
-        # Brow: an arc above the eye, tilted per face.
-        bt = ex / (ew * 1.15)
-        brow = ey + 0.12 + 0.035 * (1 - bt**2) - side * c("brow_tilt") * bt
-        _blend(im, _line(brow, 0.02, lpw, np.abs(ex) - ew * 1.15), hair * 0.75)
-        # Open: dark outline, white almond, iris, pupil, highlight.
-        _blend(im, _cover(_ellipse(ex, ey, ew + 0.012, eh + 0.012), lpw) * open_, black + 0.12)
-        sclera = _cover(_ellipse(ex, ey, ew, eh), lpw) * open_
-        _blend(im, sclera, black + 0.96)
-        ix, ir = ex - c("gaze"), eh * 0.95
-        r_iris = np.sqrt(ix**2 + ey**2)
-        _blend(im, sclera * _cover(r_iris - ir, lpw), p["eye"])
-        _blend(im, sclera * _cover(r_iris - ir * 0.45, lpw), black)
-        _blend(im, sclera * _cover(np.sqrt((ix + 0.02) ** 2 + (ey + 0.02) ** 2) - ir * 0.25, lpw), black + 1)
-        # Closed: the lid a little darker than the skin, and a lash line curving down.
-        lid = ey - 0.025 * (1 - np.minimum((ex / ew) ** 2, 1))
-        _blend(im, _cover(_ellipse(ex, ey + 0.01, ew, eh * 0.8), lpw) * (0.25 * closed), skin * 0.8)
-        _blend(im, _line(lid, 0.018, lpw, np.abs(ex) - ew) * closed, black + np.float32([0.2, 0.12, 0.1]))
+        x, y, im = cv.region(side * 0.175 - 0.26, side * 0.175 + 0.26, -0.3, 0.05)
+        ex, ey = x - (side * cv.c("eye_dx") + 0.07 * cv.c("yaw")), y - cv.c("eye_y")
+        _draw_brow(cv, im, ex, ey, side)
+        _draw_open_eye(cv, im, ex, ey)
+        _draw_closed_eye(cv, im, ex, ey)
 
-    # Mouth: a centre line whose corners rise when smiling; an open mouth is a dark opening with teeth.
-    x, y, im = region(-0.33, 0.33, 0.12, 0.5)
+
+def _draw_brow(cv: _Canvas, im, ex, ey, side):
+    """An arc above the eye, tilted per face."""
+    ew = cv.c("eye_w")
+    bt = ex / (ew * 1.15)
+    brow = ey + 0.12 + 0.035 * (1 - bt**2) - side * cv.c("brow_tilt") * bt
+    _blend(im, _line(brow, 0.02, cv.lpw, np.abs(ex) - ew * 1.15), cv.p["hair"] * 0.75)
+
+
+def _draw_open_eye(cv: _Canvas, im, ex, ey):
+    """Dark outline, white almond, iris, pupil, highlight."""
+    ew, eh, open_, black, lpw = cv.c("eye_w"), cv.c("eye_h"), cv.c("eyes_open"), cv.black, cv.lpw
+    _blend(im, _cover(_ellipse(ex, ey, ew + 0.012, eh + 0.012), lpw) * open_, black + 0.12)
+    sclera = _cover(_ellipse(ex, ey, ew, eh), lpw) * open_
+    _blend(im, sclera, black + 0.96)
+    ix, ir = ex - cv.c("gaze"), eh * 0.95
+    r_iris = np.sqrt(ix**2 + ey**2)
+    _blend(im, sclera * _cover(r_iris - ir, lpw), cv.p["eye"])
+    _blend(im, sclera * _cover(r_iris - ir * 0.45, lpw), black)
+    _blend(im, sclera * _cover(np.sqrt((ix + 0.02) ** 2 + (ey + 0.02) ** 2) - ir * 0.25, lpw), black + 1)
+
+
+def _draw_closed_eye(cv: _Canvas, im, ex, ey):
+    """The lid a little darker than the skin, and a lash line curving down."""
+    ew, eh, closed, lpw = cv.c("eye_w"), cv.c("eye_h"), 1 - cv.c("eyes_open"), cv.lpw
+    lid = ey - 0.025 * (1 - np.minimum((ex / ew) ** 2, 1))
+    _blend(im, _cover(_ellipse(ex, ey + 0.01, ew, eh * 0.8), lpw) * (0.25 * closed), cv.p["skin"] * 0.8)
+    _blend(im, _line(lid, 0.018, lpw, np.abs(ex) - ew) * closed, cv.black + np.float32([0.2, 0.12, 0.1]))
+
+
+def _draw_mouth(cv: _Canvas):
+    """A centre line whose corners rise when smiling; an open mouth is a dark opening with teeth."""
+    c, lpw, black = cv.c, cv.lpw, cv.black
+    x, y, im = cv.region(-0.33, 0.33, 0.12, 0.5)
     smile, mopen = c("smiling"), c("mouth_open")
-    mx = x - 0.07 * yaw
+    mx = x - 0.07 * c("yaw")
     mw = c("mouth_w") * (1 + 0.3 * smile)
     mt = np.clip(mx / mw, -1, 1)
     bend = smile * 0.07 + (1 - smile) * c("frown")
     center = y - c("mouth_y") - bend * (0.5 - mt**2)  # bend > 0: the corners (mt = +-1) above the middle
     slope = np.sqrt(1 + (2 * bend * mx / mw**2) ** 2)  # vertical distance -> distance across the stroke
     ends = np.abs(mx) - mw
-    lips = skin * np.float32([0.85, 0.55, 0.55])
+    lips = cv.p["skin"] * np.float32([0.85, 0.55, 0.55])
     _blend(im, _line(center / slope, 0.022, lpw, ends) * (1 - mopen), lips)
     # Open: below the centre line (a D shape) when smiling, around it (an O shape) when not.
     depth = c("mouth_h") * np.sqrt(1 - mt**2)
@@ -379,35 +427,65 @@ def _render(p: dict, res: int) -> np.ndarray:
     teeth = np.maximum(opening, center + up - 0.35 * c("mouth_h"))
     _blend(im, _cover(teeth, lpw) * mopen, black + 0.95)
 
-    # Bangs: a fringe from the hair cap down to just above the brows, with a ragged edge.
-    x, y, im = region(-0.56, 0.56, -0.8, -0.1)
-    fringe = c("eye_y") - 0.15 + 0.015 * np.sin(x * 45 + c("hair_phase"))
-    bang = np.maximum(_ellipse(x, y + 0.04, fw + 0.02, fh + 0.08), y - fringe)
-    _blend(im, _cover(bang, lpw) * c("bangs"), hair_tex(x, y) * 0.95)
 
-    # Eyeglasses: two round rims, a bridge and arms to the ears; lightly tinted lenses.
-    x, y, im = region(-0.56, 0.56, -0.32, 0.12)
-    glasses, rim_r, ex0 = c("eyeglasses"), ew + 0.045, 0.07 * yaw
+def _draw_bangs(cv: _Canvas):
+    """A fringe from the hair cap down to just above the brows, with a ragged edge."""
+    c = cv.c
+    x, y, im = cv.region(-0.56, 0.56, -0.8, -0.1)
+    fringe = c("eye_y") - 0.15 + 0.015 * np.sin(x * 45 + c("hair_phase"))
+    bang = np.maximum(_ellipse(x, y + 0.04, c("face_w") + 0.02, c("face_h") + 0.08), y - fringe)
+    _blend(im, _cover(bang, cv.lpw) * c("bangs"), _hair_texture(cv, x, y) * 0.95)
+
+
+def _draw_eyeglasses(cv: _Canvas):
+    """Two round rims, a bridge and arms to the ears; lightly tinted lenses."""
+    c, lpw, frame = cv.c, cv.lpw, cv.p["frame"]
+    x, y, im = cv.region(-0.56, 0.56, -0.32, 0.12)
+    glasses, rim_r, ex0 = c("eyeglasses"), c("eye_w") + 0.045, 0.07 * c("yaw")
     gy = y - c("eye_y")
     for side in (-1, 1):
         dist = np.sqrt((x - (side * c("eye_dx") + ex0)) ** 2 + gy**2)
-        _blend(im, _cover(dist - rim_r, lpw) * (0.18 * glasses), black + 0.85)
-        _blend(im, _line(dist - rim_r, 0.022, lpw) * glasses, p["frame"])
+        _blend(im, _cover(dist - rim_r, lpw) * (0.18 * glasses), cv.black + 0.85)
+        _blend(im, _line(dist - rim_r, 0.022, lpw) * glasses, frame)
         arm_x0 = side * (c("eye_dx") + rim_r) + ex0
-        arm_len = fw + 0.03 - np.abs(arm_x0)
+        arm_len = c("face_w") + 0.03 - np.abs(arm_x0)
         arm_mid = arm_x0 + side * arm_len / 2
-        _blend(im, _line(gy + 0.02, 0.018, lpw, np.abs(x - arm_mid) - arm_len / 2) * glasses, p["frame"])
+        _blend(im, _line(gy + 0.02, 0.018, lpw, np.abs(x - arm_mid) - arm_len / 2) * glasses, frame)
     bridge = np.abs(x - ex0) - (c("eye_dx") - rim_r)
-    _blend(im, _line(gy + 0.015, 0.02, lpw, bridge) * glasses, p["frame"])
+    _blend(im, _line(gy + 0.015, 0.02, lpw, bridge) * glasses, frame)
 
-    # Hat: a dome with a brim, sitting on the hair above the forehead.
-    x, y, im = region(-0.72, 0.72, -1.1, -0.3)
+
+def _draw_hat(cv: _Canvas):
+    """A dome with a brim, sitting on the hair above the forehead."""
+    c = cv.c
+    fw, vol = c("face_w"), c("hair_vol")
+    x, y, im = cv.region(-0.72, 0.72, -1.1, -0.3)
     hat, brim_y = c("wearing_hat"), c("hairline") - 0.02
     dome = np.maximum(_ellipse(x, y - brim_y, fw + vol + 0.02, c("hat_h") + vol), y - brim_y)
-    _blend(im, _cover(dome, lpw) * hat, p["hat"])
+    _blend(im, _cover(dome, cv.lpw) * hat, cv.p["hat"])
     brim = _box(x, y - brim_y, fw + vol + 0.08, 0.04, 0.035)
-    _blend(im, _cover(brim, lpw) * hat, p["hat"] * 0.75)
-    return img
+    _blend(im, _cover(brim, cv.lpw) * hat, cv.p["hat"] * 0.75)
+
+
+def _render(p: dict, res: int) -> np.ndarray:
+    """Render faces with parameters p at res x res -> float32 (N, 3, H, W) in [0, 1], painting the parts back to
+    front: each covers the ones before it."""
+    cv = _Canvas(p, res)
+    _draw_background(cv)
+    _draw_shirt(cv)
+    _draw_ears(cv)
+    _draw_long_hair(cv)  # behind the head, so before it
+    _draw_neck(cv)
+    _draw_face(cv)
+    _draw_hair_on_top(cv)
+    _draw_freckles(cv)
+    _draw_nose(cv)
+    _draw_eyes(cv)
+    _draw_mouth(cv)
+    _draw_bangs(cv)
+    _draw_eyeglasses(cv)
+    _draw_hat(cv)
+    return cv.img
 
 
 def _as_indices(indices) -> np.ndarray:

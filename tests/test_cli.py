@@ -102,3 +102,11 @@ def test_demo_bad_port_is_one_line():
                           timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == \
         "error: --port must be from 0 to 65535, not 70000 (see python demo.py --help)"
+
+
+def test_faces_bad_resolution_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "faces.py", "--grid", str(tmp_path / "grid.png"), "--res", "8"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == \
+        "error: synthetic faces render at 16 to 256 pixels, got 8: pick a resolution in that range"
+    assert not any(tmp_path.iterdir())

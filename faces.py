@@ -1,10 +1,11 @@
 """Synthetic cartoon faces whose attributes are known by construction: the default training data.
 
 No face data set comes with the project or installs from PyPI (FFHQ and CelebA are separate downloads of many
-gigabytes), yet the paper's measurements need faces with labels: linear separability (Sec. 4.2) scores attributes, and the style
-mixing and fine-tuning experiments need known factors of variation. So the faces are drawn procedurally, 2-D and
-anti-aliased from signed distances, at any resolution from 16 to 256, and every label is true by construction
-(the renderer draws the attribute it draws the label for).
+gigabytes), yet the whole loop should run offline, and the paper's measurements need faces with labels: linear
+separability (Sec. 4.2) scores attributes, and the ablation and fine-tuning experiments need factors of variation
+that are known exactly. So the faces are drawn procedurally, 2-D and anti-aliased from signed distances, at any
+resolution from 16 to 256, and every label is true by construction (the renderer draws the attribute it draws the
+label for).
 
 A face is a pure function of its index: every random choice is a hash of (index, name of the choice), never global
 RNG state, so index 7 is the same face and the same labels on any machine, in any batch, at any resolution. The
@@ -232,6 +233,10 @@ def _check_render_resolution(resolution) -> int:
         raise DataError(f"synthetic faces render at {SYNTHETIC_RES[0]} to {SYNTHETIC_RES[1]} pixels, "
                         f"got {resolution!r}: pick a resolution in that range")
     return int(resolution)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Painting: one function per part of the picture, called back to front by _render.
 
 
 class _Canvas:

@@ -1,13 +1,7 @@
 """Everything the trainer and the metrics read: synthetic faces, image folders, zips and Hub data sets.
 
-Synthetic faces are the default source, so the whole loop runs without downloading anything. A face is a pure
-function of its index: every random choice is a hash of (index, name of the choice), never global RNG state, so
-index 7 is the same face and the same labels on any machine, in any batch, at any resolution. The faces vary at
-the three scales the paper separates (Sec. 3.1, Fig. 3):
-    coarse: head position, pose (roll and yaw), face shape, eyeglasses, hat;
-    middle: eyes open/closed, mouth (smile, open), hair style (long, bangs, volume, hairline, parting);
-    fine:   skin, hair, eye, shirt and background colours, freckles, hair texture.
-Each face carries len(ATTRIBUTES) binary labels, as CelebA does, each drawn independently with probability 1/2.
+Synthetic faces (faces.py: procedural faces with labels known by construction) are the default source, so the
+whole loop runs without downloading anything. They render on the fly from their index, or once into the cache.
 
 Real images (a folder searched recursively, a .zip, or a Hub data set) are listed with `datasets`, decoded once,
 centre-cropped (or padded) to a square, resized with PIL's LANCZOS filter and written at the target resolution
@@ -15,12 +9,9 @@ into one cache file on disk (see "The on-disk cache" below), which every process
 reads that one copy and box-downsamples batches for lower progressive-growing stages, so no per-resolution copies
 are needed.
 
-    python data.py --grid faces.png                 # a labelled grid of synthetic faces
-    python data.py --bench                          # images/s of synthetic faces, folder loading, cache reads
+    python data.py --bench                          # images/s of synthetic-face and folder loading, cache reads
     python data.py --bench-train ~/a ~/b            # peak memory per process and time to the first step
-    python data.py --stats 10000                    # attribute frequencies and largest pairwise correlation
 """
-
 from __future__ import annotations
 
 import argparse
@@ -28,14 +19,12 @@ import contextlib
 import hashlib
 import io
 import itertools
-import math
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,424 +32,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from faces import ATTRIBUTES, SYNTHETIC_RES, DataError, render_faces, render_faces_labels
+
 SYNTHETIC_DEFAULT_SIZE = 50_000  # like FFHQ's 70k: enough that a 25M-image run sees each face ~500 times
-SYNTHETIC_RES = (16, 256)
 REAL_RES = (4, 1024)
 RESIZE_FILTER = Image.LANCZOS  # see _square_resize for why
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
-
-# Binary attributes, CelebA style. The scale each belongs to (the paper's coarse/middle/fine) is in the comment.
-ATTRIBUTES = [
-    "eyeglasses",  # coarse: a frame over both eyes, bridge over the nose, arms to the ears
-    "wearing_hat",  # coarse: a cap over the top of the head
-    "smiling",  # middle: mouth corners up and a wider mouth
-    "mouth_open",  # middle: dark opening with teeth
-    "eyes_open",  # middle: white eyes with iris and pupil, else closed lids
-    "long_hair",  # middle: hair falling past the jaw to the shoulders
-    "bangs",  # middle: a fringe over the forehead
-    "dark_hair",  # fine: black/dark brown, else blond, ginger, light brown or grey
-    "pale_skin",  # fine: light skin tones, else tan to dark brown
-    "freckles",  # fine: small brown spots on the cheeks and nose
-]
-
-
-class DataError(Exception):
-    """Bad data source or option: a one-line message naming the problem and the fix (scripts exit 2)."""
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Deterministic randomness: a hash of (index, name), vectorised over the batch.
-
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    # SplitMix64 finaliser: uint64 arithmetic wraps modulo 2**64 identically on every platform.
-    with np.errstate(over="ignore"):
-        x = (x + np.uint64(0x9E3779B97F4A7C15)) & _M64
-        x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _M64
-        x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _M64
-        return x ^ (x >> np.uint64(31))
-
-
-class _Draws:
-    """uniform('name') -> one float in [0, 1) per face, a pure function of (index, 'name').
-
-    Keys are names, not positions in a stream, so adding a new choice never changes the existing ones."""
-
-    def __init__(self, indices: np.ndarray):
-        self.indices = indices.astype(np.uint64)
-
-    def uniform(self, name: str, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
-        key = np.uint64(zlib.crc32(name.encode()))
-        with np.errstate(over="ignore"):
-            h = _splitmix64(_splitmix64(self.indices) ^ (key * np.uint64(0xD6E8FEB86659FD93) & _M64))
-        u = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
-        return (lo + (hi - lo) * u).astype(np.float32)
-
-    def choice(self, name: str, table: np.ndarray) -> np.ndarray:
-        i = np.minimum((self.uniform(name) * len(table)).astype(np.int64), len(table) - 1)
-        return table[i]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Anti-aliased drawing: signed distances (negative inside) on the pixel grid, a one-pixel linear edge ramp.
-
-
-def _cover(d, pw):
-    """Fraction of a pixel of width pw covered by the shape with signed distance d (box-filtered edge)."""
-    return np.clip(0.5 - d / pw, 0.0, 1.0)
-
-
-def _line(d_center, half, pw, d_ends=None):
-    """Coverage of a stroke at distance d_center from its centre line. Strokes thinner than a pixel are drawn one
-    pixel wide at proportionally lower opacity, which is what averaging over the pixel would give."""
-    h = np.maximum(half, pw / 2)
-    d = np.abs(d_center) - h
-    if d_ends is not None:
-        d = np.maximum(d, d_ends)
-    return _cover(d, pw) * np.minimum(1.0, half / h)
-
-
-def _ellipse(x, y, a, b):
-    # Approximate signed distance to an axis-aligned ellipse (exact on the axes, good enough for edge ramps).
-    k0 = np.sqrt((x / a) ** 2 + (y / b) ** 2)
-    k1 = np.sqrt((x / (a * a)) ** 2 + (y / (b * b)) ** 2) + 1e-6
-    return k0 * (k0 - 1.0) / k1
-
-
-def _box(x, y, a, b, r):
-    # Signed distance to a rectangle of half-size (a, b) with corner radius r.
-    qx, qy = np.abs(x) - a + r, np.abs(y) - b + r
-    return np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2) + np.minimum(np.maximum(qx, qy), 0) - r
-
-
-def _blend(img, alpha, color):
-    """img (N, 3, H, W) <- color over img with per-pixel alpha (N, H, W); color (N, 3) or (N, 3, H, W).
-
-    Channels first, so numpy's inner loops run along image rows rather than over 3 channels (4x faster)."""
-    # Blend only inside the box where alpha > 0 and only the faces it touches: most parts cover a small
-    # fraction of their region, and parts gated by an attribute are absent from about half the faces.
-    nz = alpha > 0
-    faces, rows, cols = nz.any((1, 2)), nz.any((0, 2)), nz.any((0, 1))
-    if not faces.any():
-        return
-    r0, r1 = rows.argmax(), len(rows) - rows[::-1].argmax()
-    c0, c1 = cols.argmax(), len(cols) - cols[::-1].argmax()
-    color = color[:, :, None, None] if color.ndim == 2 else color[:, :, r0:r1, c0:c1]
-    alpha = alpha[:, None, r0:r1, c0:c1]
-    if faces.all():
-        sub = img[:, :, r0:r1, c0:c1]
-        sub += alpha * (color - sub)
-    else:
-        i = np.flatnonzero(faces)
-        sub = img[i, :, r0:r1, c0:c1]
-        img[i, :, r0:r1, c0:c1] = sub + alpha[i] * (color[i] - sub)
-
-
-def _col(rgb):
-    return np.asarray(rgb, np.float32) / 255.0
-
-
-# Colour tables (sRGB / 255). Skin runs light to dark; pale_skin picks from the first part of the ramp.
-_SKIN_RAMP = _col([[255, 228, 210], [244, 206, 180], [226, 180, 146], [198, 144, 106], [160, 106, 72],
-                   [116, 74, 50], [84, 54, 38]])
-_DARK_HAIR = _col([[22, 18, 18], [45, 30, 22], [62, 40, 28], [34, 28, 40]])
-_LIGHT_HAIR = _col([[226, 196, 120], [200, 160, 90], [182, 86, 40], [150, 110, 70], [196, 196, 200],
-                    [236, 218, 160]])
-_EYE = _col([[70, 44, 24], [40, 90, 160], [60, 120, 70], [100, 110, 120], [110, 70, 30]])
-_FRAME = _col([[15, 15, 18], [70, 40, 20], [120, 20, 30], [20, 40, 100]])
-
-
-def _ramp(table, t):
-    """Piecewise-linear interpolation in a colour table, t in [0, 1] -> (N, 3)."""
-    x = t * (len(table) - 1)
-    i = np.clip(np.floor(x).astype(np.int64), 0, len(table) - 2)
-    f = (x - i)[:, None]
-    return table[i] * (1 - f) + table[i + 1] * f
-
-
-def _hsv(h, s, v):
-    """Vectorised HSV -> RGB, all (N,) in [0, 1] -> (N, 3)."""
-    i = np.floor(h * 6).astype(np.int64) % 6
-    f = h * 6 - np.floor(h * 6)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    table = np.stack([np.stack(c, -1) for c in
-                      [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]], 1)  # (N, 6, 3)
-    return table[np.arange(len(h)), i].astype(np.float32)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Synthetic faces
-
-N_FRECKLES = 12
-
-
-def _face_params(indices: np.ndarray, overrides: dict | None = None) -> dict:
-    """Every choice that defines faces `indices`, as (N,) float32 arrays (colours (N, 3)); attributes 0/1."""
-    r = _Draws(indices)
-    p = {name: (r.uniform("attr/" + name) < 0.5).astype(np.float32) for name in ATTRIBUTES}
-    for name, value in (overrides or {}).items():
-        if name not in ATTRIBUTES:
-            raise DataError(f"unknown attribute override {name!r}: choose from {', '.join(ATTRIBUTES)}")
-        p[name] = np.full(len(indices), float(bool(value)), np.float32)
-    # Coarse: position, scale, pose, face shape.
-    p["cx"], p["cy"] = r.uniform("cx", -0.08, 0.08), r.uniform("cy", 0.0, 0.1)
-    p["scale"] = r.uniform("scale", 1.0, 1.15)
-    p["roll"] = r.uniform("roll", -0.2, 0.2)  # radians, about +-11 degrees
-    p["yaw"] = r.uniform("yaw", -1.0, 1.0)  # shifts the features sideways, the nose most (it sticks out most)
-    p["face_w"], p["face_h"] = r.uniform("face_w", 0.39, 0.46), r.uniform("face_h", 0.52, 0.58)
-    p["chin"] = r.uniform("chin", 0.0, 0.3)  # how much the face narrows towards the chin
-    # Middle: features and hair style.
-    p["eye_dx"], p["eye_y"] = r.uniform("eye_dx", 0.16, 0.19), r.uniform("eye_y", -0.1, -0.05)
-    p["eye_w"], p["eye_h"] = r.uniform("eye_w", 0.085, 0.105), r.uniform("eye_h", 0.055, 0.07)
-    p["gaze"] = r.uniform("gaze", -0.02, 0.02)
-    p["brow_tilt"] = r.uniform("brow_tilt", -0.04, 0.04)
-    p["mouth_y"], p["mouth_w"] = r.uniform("mouth_y", 0.27, 0.32), r.uniform("mouth_w", 0.12, 0.15)
-    p["mouth_h"] = r.uniform("mouth_h", 0.09, 0.12)
-    p["frown"] = r.uniform("frown", -0.015, 0.01)
-    p["hair_vol"] = r.uniform("hair_vol", 0.05, 0.13)
-    p["hairline"] = r.uniform("hairline", -0.46, -0.38)
-    p["parting"] = r.uniform("parting", -0.2, 0.2)
-    p["hair_len"] = r.uniform("hair_len", 0.85, 1.25)
-    p["hat_h"] = r.uniform("hat_h", 0.3, 0.42)
-    # Fine: colours and texture.
-    t = r.uniform("skin")
-    p["skin"] = _ramp(_SKIN_RAMP, np.where(p["pale_skin"] > 0, 0.28 * t, 0.42 + 0.58 * t))
-    p["hair"] = np.where(p["dark_hair"][:, None] > 0, r.choice("hair_dark", _DARK_HAIR),
-                         r.choice("hair_light", _LIGHT_HAIR)) * r.uniform("hair_shade", 0.9, 1.1)[:, None]
-    p["eye"] = r.choice("eye", _EYE)
-    p["frame"] = r.choice("frame", _FRAME)
-    p["bg"] = _hsv(r.uniform("bg_h"), r.uniform("bg_s", 0.1, 0.5), r.uniform("bg_v", 0.45, 0.95))
-    p["shirt"] = _hsv(r.uniform("shirt_h"), r.uniform("shirt_s", 0.2, 0.8), r.uniform("shirt_v", 0.25, 0.85))
-    p["hat"] = _hsv(r.uniform("hat_h_"), r.uniform("hat_s", 0.4, 0.9), r.uniform("hat_v", 0.3, 0.85))
-    p["hair_freq"], p["hair_phase"] = r.uniform("hair_freq", 40, 60), r.uniform("hair_phase", 0, 2 * math.pi)
-    p["freckle_x"] = np.stack([r.uniform(f"freckle_x{k}", 0.04, 0.3) for k in range(N_FRECKLES)], 1)
-    p["freckle_y"] = np.stack([r.uniform(f"freckle_y{k}", 0.02, 0.17) for k in range(N_FRECKLES)], 1)
-    p["freckle_r"] = np.stack([r.uniform(f"freckle_r{k}", 0.018, 0.028) for k in range(N_FRECKLES)], 1)
-    return p
-
-
-def _check_render_resolution(resolution) -> int:
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or \
-            not SYNTHETIC_RES[0] <= resolution <= SYNTHETIC_RES[1]:
-        raise DataError(f"synthetic faces render at {SYNTHETIC_RES[0]} to {SYNTHETIC_RES[1]} pixels, "
-                        f"got {resolution!r}: pick a resolution in that range")
-    return int(resolution)
-
-
-def _render(p: dict, res: int) -> np.ndarray:
-    """Render faces with parameters p at res x res -> float32 (N, 3, H, W) in [0, 1].
-
-    Each part is evaluated only inside its bounding box (the union over the batch), so small parts like eyes and
-    freckles cost little at 256x256; the large ones (face, hair, shirt) dominate."""
-    n = len(p["cx"])
-    pw = 2.0 / res  # pixel width in image units; the image spans [-1, 1] in x (right) and y (down)
-    g = (np.arange(res, dtype=np.float32) + 0.5) * pw - 1.0
-    U, V = g[None, None, :], g[None, :, None]  # (1, 1, W), (1, H, 1)
-
-    def c(name):  # a per-face scalar, broadcastable against (N, H, W) grids
-        return p[name][:, None, None]
-
-    # Body coordinates follow the head's position and size but not its roll; head coordinates roll as well.
-    s, cx, cy, roll = c("scale"), c("cx"), c("cy"), c("roll")
-    cr, sr = np.cos(roll), np.sin(roll)
-    bx_full, by_full = (U - cx) / s, (V - cy) / s
-    x_full, y_full = cr * bx_full + sr * by_full, -sr * bx_full + cr * by_full
-    lpw = pw / s  # a pixel's width in head units
-
-    # Background: a vertical gradient of one colour.
-    img = p["bg"][:, :, None, None] * (1.08 - 0.16 * (V[:, None] + 1) / 2)
-    img = np.ascontiguousarray(np.broadcast_to(img, (n, 3, res, res)), dtype=np.float32)  # (N, 3, H, W)
-
-    def region(x0, x1, y0, y1, body=False):
-        """(x, y, img) restricted to the pixels that a part spanning [x0, x1] x [y0, y1] in head (or body)
-        coordinates can touch in any face of the batch; img is a view, so blending into it draws."""
-        px = np.array([x0, x1, x0, x1], np.float32)[None]
-        py = np.array([y0, y0, y1, y1], np.float32)[None]
-        c_, s_ = (1.0, 0.0) if body else (cr[:, :, 0], sr[:, :, 0])
-        u = cx[:, :, 0] + s[:, :, 0] * (c_ * px - s_ * py)
-        v = cy[:, :, 0] + s[:, :, 0] * (s_ * px + c_ * py)
-        lo_c, hi_c = int(np.floor((u.min() + 1) / pw)) - 1, int(np.ceil((u.max() + 1) / pw)) + 1
-        lo_r, hi_r = int(np.floor((v.min() + 1) / pw)) - 1, int(np.ceil((v.max() + 1) / pw)) + 1
-        rs, cs = slice(max(lo_r, 0), max(min(hi_r, res), 0)), slice(max(lo_c, 0), max(min(hi_c, res), 0))
-        if body:
-            return bx_full[:, :, cs], by_full[:, rs, :], img[:, :, rs, cs]
-        return x_full[:, rs, cs], y_full[:, rs, cs], img[:, :, rs, cs]
-
-    yaw = c("yaw")
-    fw, fh, chin, vol = c("face_w"), c("face_h"), c("chin"), c("hair_vol")
-    skin, hair = p["skin"], p["hair"]
-    black = np.zeros((n, 3), np.float32)
-
-    def hair_tex(x, y):
-        # Stripes running down the hair: fine-scale texture with a per-face frequency and phase.
-        stripes = 0.93 + 0.07 * np.sin(c("hair_freq") * x + 6 * y + c("hair_phase"))
-        return hair[:, :, None, None] * stripes[:, None]
-
-    # Shoulders and shirt.
-    bx, by, im = region(-1.2, 1.2, 0.7, 2.0, body=True)
-    _blend(im, _cover(_ellipse(bx, by - 1.38, 0.95, 0.62), lpw), p["shirt"])
-
-    # Ears (long hair, drawn next, hides them).
-    for side in (-1, 1):
-        x, y, im = region(side * 0.47 - 0.12, side * 0.47 + 0.12, -0.16, 0.12)
-        ear = _ellipse(x - side * (fw + 0.015 - 0.02 * side * yaw), y + 0.02, 0.06 * (1 - 0.3 * side * yaw), 0.11)
-        _blend(im, _cover(ear, lpw), skin * 0.92)
-
-    # Long hair, behind the head: a rounded block from the crown down past the shoulders.
-    x, y, im = region(-0.85, 0.85, -0.8, 1.3)
-    hair_top = -fh - 0.04 - vol
-    long_bottom = c("hair_len")
-    back = _box(x, y - (hair_top + long_bottom) / 2, fw + 0.11 + vol, (long_bottom - hair_top) / 2, 0.25)
-    _blend(im, _cover(back, lpw) * c("long_hair"), hair_tex(x, y) * 0.85)
-
-    # Neck, shadowed under the jaw.
-    bx, by, im = region(-0.25, 0.25, 0.2, 1.3, body=True)
-    _blend(im, _cover(_box(bx, by - 0.8, 0.17, 0.45, 0.05), lpw), skin * 0.85)
-
-    # Face: an ellipse that narrows towards the chin (face shape), moved a little against the yaw; lit from the
-    # front, so darker towards the edges.
-    x, y, im = region(-0.52, 0.52, -0.6, 0.6)
-    fx = (x + 0.02 * yaw) * (1 + chin * np.maximum(y, 0) / fh)
-    shade = 1.0 - 0.12 * np.minimum((x + 0.3 * yaw) ** 2 / fw**2 + 0.5 * (y / fh) ** 2, 1)
-    _blend(im, _cover(_ellipse(fx, y, fw, fh), lpw), skin[:, :, None, None] * shade[:, None])
-
-    # Hair on top: inside a cap bigger than the head, above a hairline that drops to the temples at the sides,
-    # with a notch at the parting.
-    x, y, im = region(-0.62, 0.62, -0.78, 0.2)
-    cap = _ellipse(x, y + 0.06, fw + vol, fh + vol + 0.02)
-    hairline = c("hairline") + 0.35 * np.minimum(np.abs(x / fw), 1.2) ** 4 \
-        - 0.06 * np.exp(-((x - c("parting")) / 0.05) ** 2)
-    _blend(im, _cover(np.maximum(cap, y - hairline), lpw), hair_tex(x, y))
-
-    # Freckles: a dozen brown spots over the cheeks and nose, alternating sides.
-    x, y, im = region(-0.42, 0.42, -0.02, 0.22)
-    if p["freckles"].any():
-        for k in range(N_FRECKLES):
-            fxk = p["freckle_x"][:, k, None, None] * (1 if k % 2 else -1) + 0.06 * yaw
-            d = np.sqrt((x - fxk) ** 2 + (y - p["freckle_y"][:, k, None, None]) ** 2) \
-                - p["freckle_r"][:, k, None, None]
-            _blend(im, _cover(d, lpw) * (0.75 * c("freckles")), skin * np.float32([0.62, 0.45, 0.33]))
-
-    # Nose: a shadow under the tip and a faint line down one side, shifted most by the yaw.
-    x, y, im = region(-0.2, 0.2, -0.06, 0.2)
-    nx = x - 0.1 * yaw
-    _blend(im, _cover(_ellipse(nx, y - 0.15, 0.055, 0.026), lpw) * 0.6, skin * 0.7)
-    _blend(im, _line(nx - 0.03, 0.012, lpw, np.abs(y - 0.05) - 0.09) * 0.35, skin * 0.75)
-
-    # Eyes and brows.
-    ew, eh, open_, closed = c("eye_w"), c("eye_h"), c("eyes_open"), 1 - c("eyes_open")
-    for side in (-1, 1):
-        x, y, im = region(side * 0.175 - 0.26, side * 0.175 + 0.26, -0.3, 0.05)
-        ex, ey = x - (side * c("eye_dx") + 0.07 * yaw), y - c("eye_y")
-        # Brow: an arc above the eye, tilted per face.
-        bt = ex / (ew * 1.15)
-        brow = ey + 0.12 + 0.035 * (1 - bt**2) - side * c("brow_tilt") * bt
-        _blend(im, _line(brow, 0.02, lpw, np.abs(ex) - ew * 1.15), hair * 0.75)
-        # Open: dark outline, white almond, iris, pupil, highlight.
-        _blend(im, _cover(_ellipse(ex, ey, ew + 0.012, eh + 0.012), lpw) * open_, black + 0.12)
-        sclera = _cover(_ellipse(ex, ey, ew, eh), lpw) * open_
-        _blend(im, sclera, black + 0.96)
-        ix, ir = ex - c("gaze"), eh * 0.95
-        r_iris = np.sqrt(ix**2 + ey**2)
-        _blend(im, sclera * _cover(r_iris - ir, lpw), p["eye"])
-        _blend(im, sclera * _cover(r_iris - ir * 0.45, lpw), black)
-        _blend(im, sclera * _cover(np.sqrt((ix + 0.02) ** 2 + (ey + 0.02) ** 2) - ir * 0.25, lpw), black + 1)
-        # Closed: the lid a little darker than the skin, and a lash line curving down.
-        lid = ey - 0.025 * (1 - np.minimum((ex / ew) ** 2, 1))
-        _blend(im, _cover(_ellipse(ex, ey + 0.01, ew, eh * 0.8), lpw) * (0.25 * closed), skin * 0.8)
-        _blend(im, _line(lid, 0.018, lpw, np.abs(ex) - ew) * closed, black + np.float32([0.2, 0.12, 0.1]))
-
-    # Mouth: a centre line whose corners rise when smiling; an open mouth is a dark opening with teeth.
-    x, y, im = region(-0.33, 0.33, 0.12, 0.5)
-    smile, mopen = c("smiling"), c("mouth_open")
-    mx = x - 0.07 * yaw
-    mw = c("mouth_w") * (1 + 0.3 * smile)
-    mt = np.clip(mx / mw, -1, 1)
-    bend = smile * 0.07 + (1 - smile) * c("frown")
-    center = y - c("mouth_y") - bend * (0.5 - mt**2)  # bend > 0: the corners (mt = +-1) above the middle
-    slope = np.sqrt(1 + (2 * bend * mx / mw**2) ** 2)  # vertical distance -> distance across the stroke
-    ends = np.abs(mx) - mw
-    lips = skin * np.float32([0.85, 0.55, 0.55])
-    _blend(im, _line(center / slope, 0.022, lpw, ends) * (1 - mopen), lips)
-    # Open: below the centre line (a D shape) when smiling, around it (an O shape) when not.
-    depth = c("mouth_h") * np.sqrt(1 - mt**2)
-    up = (1 - smile) * depth * 0.5
-    down = smile * depth + (1 - smile) * depth * 0.5
-    opening = np.maximum(np.maximum(-up - center, center - down) / slope, ends)
-    _blend(im, _cover(opening - 0.02, lpw) * mopen, lips)
-    _blend(im, _cover(opening, lpw) * mopen, black + np.float32([0.3, 0.06, 0.08]))
-    teeth = np.maximum(opening, center + up - 0.35 * c("mouth_h"))
-    _blend(im, _cover(teeth, lpw) * mopen, black + 0.95)
-
-    # Bangs: a fringe from the hair cap down to just above the brows, with a ragged edge.
-    x, y, im = region(-0.56, 0.56, -0.8, -0.1)
-    fringe = c("eye_y") - 0.15 + 0.015 * np.sin(x * 45 + c("hair_phase"))
-    bang = np.maximum(_ellipse(x, y + 0.04, fw + 0.02, fh + 0.08), y - fringe)
-    _blend(im, _cover(bang, lpw) * c("bangs"), hair_tex(x, y) * 0.95)
-
-    # Eyeglasses: two round rims, a bridge and arms to the ears; lightly tinted lenses.
-    x, y, im = region(-0.56, 0.56, -0.32, 0.12)
-    glasses, rim_r, ex0 = c("eyeglasses"), ew + 0.045, 0.07 * yaw
-    gy = y - c("eye_y")
-    for side in (-1, 1):
-        dist = np.sqrt((x - (side * c("eye_dx") + ex0)) ** 2 + gy**2)
-        _blend(im, _cover(dist - rim_r, lpw) * (0.18 * glasses), black + 0.85)
-        _blend(im, _line(dist - rim_r, 0.022, lpw) * glasses, p["frame"])
-        arm_x0 = side * (c("eye_dx") + rim_r) + ex0
-        arm_len = fw + 0.03 - np.abs(arm_x0)
-        arm_mid = arm_x0 + side * arm_len / 2
-        _blend(im, _line(gy + 0.02, 0.018, lpw, np.abs(x - arm_mid) - arm_len / 2) * glasses, p["frame"])
-    bridge = np.abs(x - ex0) - (c("eye_dx") - rim_r)
-    _blend(im, _line(gy + 0.015, 0.02, lpw, bridge) * glasses, p["frame"])
-
-    # Hat: a dome with a brim, sitting on the hair above the forehead.
-    x, y, im = region(-0.72, 0.72, -1.1, -0.3)
-    hat, brim_y = c("wearing_hat"), c("hairline") - 0.02
-    dome = np.maximum(_ellipse(x, y - brim_y, fw + vol + 0.02, c("hat_h") + vol), y - brim_y)
-    _blend(im, _cover(dome, lpw) * hat, p["hat"])
-    brim = _box(x, y - brim_y, fw + vol + 0.08, 0.04, 0.035)
-    _blend(im, _cover(brim, lpw) * hat, p["hat"] * 0.75)
-    return img
-
-
-def _as_indices(indices) -> np.ndarray:
-    idx = np.asarray(indices)
-    if idx.ndim != 1 or (idx.size and (not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0)):
-        raise DataError(f"face indices must be a 1-D list of non-negative integers, got {indices!r:.60}")
-    return idx.astype(np.int64)
-
-
-def _render_uint8(indices: np.ndarray, resolution: int, overrides: dict | None = None):
-    p = _face_params(indices, overrides)
-    img = _render(p, resolution)
-    images = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-    labels = np.stack([p[name] for name in ATTRIBUTES], 1).astype(np.uint8)
-    return images, labels
-
-
-def render_faces(indices, resolution: int, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Synthetic faces for `indices` -> (images uint8 (N, H, W, 3), labels uint8 (N, len(ATTRIBUTES)) of 0/1).
-
-    Each face depends on its index alone (not on the batch it is rendered in). Rendered `batch` faces at a time,
-    vectorised with numpy; any resolution from 16 to 256."""
-    idx = _as_indices(indices)
-    res = _check_render_resolution(resolution)
-    images = np.empty((len(idx), res, res, 3), np.uint8)
-    labels = np.empty((len(idx), len(ATTRIBUTES)), np.uint8)
-    step = max(1, batch * 4096 // (res * res)) if res > 64 else batch  # bound memory at large resolutions
-    for i in range(0, len(idx), step):
-        images[i:i + step], labels[i:i + step] = _render_uint8(idx[i:i + step], res)
-    return images, labels
-
-
-def render_face(index: int, resolution: int, **overrides) -> tuple[np.ndarray, np.ndarray]:
-    """One face -> (image uint8 (H, W, 3), labels uint8 (len(ATTRIBUTES),)). Keyword overrides force attributes,
-    e.g. render_face(7, 64, smiling=True); everything else about face 7 stays the same."""
-    idx = _as_indices([index])
-    images, labels = _render_uint8(idx, _check_render_resolution(resolution), overrides)
-    return images[0], labels[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -891,11 +468,6 @@ def _synthetic_dataset(source, res, *, mirror, max_images, cache_dir):
                         images_path=str(path) if path else None, labels=labels, synthetic=True, mirror=mirror)
 
 
-def render_faces_labels(indices) -> np.ndarray:
-    """Labels of faces `indices` without rendering them -> float32 (N, len(ATTRIBUTES)) of 0/1."""
-    p = _face_params(_as_indices(indices))
-    return np.stack([p[name] for name in ATTRIBUTES], 1).astype(np.float32)
-
 
 def make_dataset(source: str = "synthetic", resolution: int = 32, *, mirror: bool = False,
                  max_images: int | None = None, pad: bool = False, split: str = "train",
@@ -926,54 +498,11 @@ def make_dataset(source: str = "synthetic", resolution: int = 32, *, mirror: boo
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Command line: a labelled grid, attribute statistics, throughput.
-
-_SHORT = {"eyeglasses": "glasses", "wearing_hat": "hat", "smiling": "smile", "mouth_open": "open mouth",
-          "eyes_open": "eyes open", "long_hair": "long hair", "bangs": "bangs", "dark_hair": "dark hair",
-          "pale_skin": "pale", "freckles": "freckles"}
-
-
-def face_grid(indices, resolution: int = 64, cols: int = 8, zoom: int = 2) -> Image.Image:
-    """A grid of faces with the attributes each one has written under it."""
-    from PIL import ImageDraw, ImageFont
-
-    images, labels = render_faces(indices, resolution)
-    tile, text_h, gap = resolution * zoom, 54, 4
-    rows = math.ceil(len(images) / cols)
-    grid = Image.new("RGB", (cols * (tile + gap), rows * (tile + text_h)), "white")
-    draw = ImageDraw.Draw(grid)
-    font = ImageFont.load_default(size=11)
-    for k, (im, lab) in enumerate(zip(images, labels)):
-        x, y = (k % cols) * (tile + gap), (k // cols) * (tile + text_h)
-        grid.paste(Image.fromarray(im).resize((tile, tile), Image.NEAREST), (x, y))
-        words = [_SHORT[a] for a, on in zip(ATTRIBUTES, lab) if on] or ["(none)"]
-        lines, line = [], f"#{int(indices[k])}:"
-        for w in words:  # wrap to the tile width
-            if draw.textlength(line + " " + w + ",", font=font) > tile:
-                lines.append(line)
-                line = w
-            else:
-                line = f"{line} {w}" if not line.endswith(":") and line else f"{line} {w}"
-            line += "," if w != words[-1] else ""
-        lines.append(line)
-        draw.multiline_text((x + 1, y + tile + 1), "\n".join(lines), fill="black", font=font, spacing=1)
-    return grid
-
-
-def attribute_stats(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frequencies (K,) and the correlation matrix (K, K) of the attributes over faces 0..n-1."""
-    labels = render_faces_labels(np.arange(n))
-    return labels.mean(0), np.corrcoef(labels.T)
+# Command line: loading throughput and training memory.
 
 
 def _bench(sizes=(32, 64, 256), seconds: float = 3.0):
-    print(f"# {os.cpu_count()} CPU(s); numbers are images/s on one process unless noted")
-    for res in sizes:
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            render_faces(np.arange(n, n + 64), res)
-            n += 64
-        print(f"synthetic render_faces  {res:4d}x{res:<4d} {n / (time.perf_counter() - t0):8.0f} img/s")
+    print(f"# {os.cpu_count()} CPU(s); images/s (rendering alone: python faces.py --bench)")
     for res in sizes:
         ds = make_dataset("synthetic", res)
         loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, num_workers=2)
@@ -1147,12 +676,8 @@ def main(argv=None):
     from common import ArgumentParser, int_at_least
 
     parser = ArgumentParser(prog="data.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", metavar="PNG", help="save a labelled grid of synthetic faces")
-    parser.add_argument("--seeds", default="0-31", help="face indices for --grid, e.g. 0-31 or 3,5,7")
-    parser.add_argument("--res", type=int_at_least(1), default=64, help="resolution of the faces in --grid")
-    parser.add_argument("--stats", type=int_at_least(1), metavar="N", help="attribute frequencies over faces 0..N-1")
     parser.add_argument("--bench", action="store_true",
-                        help="images/s of synthetic faces, folder loading and cache reads")
+                        help="images/s of synthetic faces through a DataLoader, folder loading and cache reads")
     parser.add_argument("--bench-train", nargs="+", metavar="FOLDER",
                         help="peak memory per process and time to the first step, training at 128x128 on each folder")
     parser.add_argument("--procs", default="1,2", help="--bench-train: process counts (torchrun above 1)")
@@ -1161,19 +686,9 @@ def main(argv=None):
     parser.add_argument("--code", default=".", help="--bench-train: the folder whose train.py runs (to compare two "
                                                     "versions of the code)")
     args = parser.parse_args(argv)
-    if not (args.grid or args.stats or args.bench or args.bench_train):
-        parser.error("nothing to do: pass --grid PNG, --stats N, --bench or --bench-train FOLDER")
-    if args.grid:
-        from common import parse_seeds
-        face_grid(parse_seeds(args.seeds), _check_render_resolution(args.res)).save(args.grid, optimize=True)
-        print(f"saved {args.grid}")
-    if args.stats:
-        freq, corr = attribute_stats(args.stats)
-        for name, f in zip(ATTRIBUTES, freq):
-            print(f"{name:12s} {f:.3f}")
-        off = np.abs(corr - np.eye(len(corr)))
-        i, j = np.unravel_index(off.argmax(), off.shape)
-        print(f"largest |correlation| between two attributes: {off.max():.3f} ({ATTRIBUTES[i]}, {ATTRIBUTES[j]})")
+    if not (args.bench or args.bench_train):
+        parser.error("nothing to do: pass --bench or --bench-train FOLDER (a grid of the synthetic faces, their "
+                     "statistics and render speed: faces.py)")
     if args.bench:
         _bench()
         _bench_cache_read()

@@ -204,7 +204,7 @@ def projection_quality(G: Generator, num: int = 20, steps: int = 500, seed: int 
     """On a network trained on the synthetic faces: project `num` of its own images (seeds 0..num-1, psi 1, const
     noise) in W and in W+, and `num` synthetic faces it never saw (indices from `unseen_start`, beyond any training
     set). Returns per-case median LPIPS and, for generated images, the median |w - w_true| (W+: per layer, mean)."""
-    from data import render_faces
+    from faces import render_faces
     from generate import broadcast, map_seeds, synthesize
     from metrics import lpips_vgg
 

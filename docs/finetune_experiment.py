@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import data  # noqa: E402
+import faces  # noqa: E402
 import metrics  # noqa: E402
 from model import load_network, seed_to_z  # noqa: E402
 
@@ -51,7 +52,7 @@ def render_domain(folder: Path, first: int, count: int):
     for i in range(first, first + count):
         path = folder / f"{i:06d}.png"
         if not path.exists():
-            img, _ = data.render_face(i, 64, eyeglasses=True, wearing_hat=True)
+            img, _ = faces.render_face(i, 64, eyeglasses=True, wearing_hat=True)
             Image.fromarray(np.ascontiguousarray(img[:, :, ::-1])).save(path)
 
 

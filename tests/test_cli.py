@@ -11,6 +11,7 @@ import bench
 import common
 import data
 import demo
+import faces
 import generate
 import metrics
 import model
@@ -20,7 +21,7 @@ from conftest import ROOT
 
 SCRIPTS = {"train.py": train.main, "generate.py": generate.main, "metrics.py": metrics.main, "demo.py": demo.main,
            "bench.py": bench.main, "ablation.py": ablation.main, "data.py": data.main, "model.py": model.main,
-           "project.py": project.main}
+           "project.py": project.main, "faces.py": faces.main}
 
 # Flags whose valid range includes 0 or negative numbers (everything else must refuse them).
 ACCEPT_ZERO = {"--stable-kimg", "--gamma", "--style-mixing", "--freeze-d", "--mapping-layers", "--seed", "--workers", "--threads", "--zoom", "--port",
@@ -101,3 +102,11 @@ def test_demo_bad_port_is_one_line():
                           timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == \
         "error: --port must be from 0 to 65535, not 70000 (see python demo.py --help)"
+
+
+def test_faces_bad_resolution_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "faces.py", "--grid", str(tmp_path / "grid.png"), "--res", "8"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == \
+        "error: synthetic faces render at 16 to 256 pixels, got 8: pick a resolution in that range"
+    assert not any(tmp_path.iterdir())

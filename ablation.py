@@ -16,7 +16,6 @@ results.csv and ablation.png, in --docs (default docs/; --quick writes them into
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime
 import json
@@ -410,9 +409,8 @@ def plot(rows: list[dict], path: Path):
 
 def parse_args(argv=None):
     p = ArgumentParser(
-        prog="ablation.py", description="Train the paper's generator variants small and measure FID, PPL and separability.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="variants: " + ", ".join(f"{v.name} ({v.label})" for v in VARIANTS) + "\n\n"
+        "ablation.py", "Train the paper's generator variants small and measure FID, PPL and separability.",
+        "variants: " + ", ".join(f"{v.name} ({v.label})" for v in VARIANTS) + "\n\n"
                "examples:\n"
                "  python ablation.py                                   # all variants, one seed, ~55 min on 2 CPU cores\n"
                "  python ablation.py --seeds 3 --variants D,E,mix50,F  # add seeds where differences are small\n"

@@ -22,7 +22,6 @@ Every result is appended as a dated section to docs/benchmarks.md with the machi
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import datetime
@@ -731,9 +730,8 @@ def append_results(path: Path, env: dict, bench: Bench, verdicts: list[str]) -> 
 
 def parse_args(argv=None):
     p = ArgumentParser(
-        prog="bench.py", description="Measure StyleGAN inference, training and metric throughput, memory and FLOP rate.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python bench.py                     # all presets on the best device\n"
+        "bench.py", "Measure StyleGAN inference, training and metric throughput, memory and FLOP rate.",
+        "examples:\n  python bench.py                     # all presets on the best device\n"
                "  python bench.py --preset cpu --quick\n  python bench.py --preset ffhq1024 --device cuda\n")
     p.add_argument("--preset", default="all", choices=["all", "cpu", "ffhq256", "ffhq1024"],
                    help="network preset to measure (default: all)")

@@ -18,7 +18,12 @@ RUNS_DIR = "runs"  # train.py's default --outdir
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse in the project's error style: a usage mistake is one line that names the flag, the problem and
-    where the fix is, with exit code 2 (through run_cli), instead of argparse's usage block."""
+    where the fix is, with exit code 2 (through run_cli), instead of argparse's usage block. `epilog` (typically
+    the examples) is printed as written."""
+
+    def __init__(self, prog: str, description: str, epilog: str | None = None):
+        super().__init__(prog=prog, description=description, epilog=epilog,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def error(self, message):
         m = re.fullmatch(r"argument ([^:]+): (.*)", message, re.S)
@@ -78,11 +83,12 @@ def fail(message: str, code: int = 2):
     sys.exit(code)
 
 
-def run_cli(main, argv=None):
-    """Run a script's main(argv), turning user errors into a one-line message and exit code 2."""
+def run_cli(main, argv=None, user_errors: tuple[type[Exception], ...] = ()):
+    """Run a script's main(argv), turning user errors (UsageError, NetworkError and `user_errors`) into a one-line
+    message and exit code 2."""
     try:
         return main(argv)
-    except UsageError as e:  # NetworkError too
+    except (UsageError, *user_errors) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted", code=130)

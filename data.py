@@ -14,7 +14,6 @@ are needed.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import itertools
@@ -674,7 +673,7 @@ def _bench_train(folders, code: str = ".", procs=(1, 2), runs: int = 2):
 def main(argv=None):
     from common import ArgumentParser, int_at_least
 
-    parser = ArgumentParser(prog="data.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser("data.py", __doc__)
     parser.add_argument("--bench", action="store_true",
                         help="images/s of synthetic faces through a DataLoader, folder loading and cache reads")
     parser.add_argument("--bench-train", nargs="+", metavar="FOLDER",
@@ -696,12 +695,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from common import UsageError, run_cli
+    from common import run_cli
 
-    def _main(argv=None):
-        try:
-            return main(argv)
-        except DataError as e:
-            raise UsageError(str(e)) from None
-
-    run_cli(_main)
+    run_cli(main, user_errors=(DataError,))

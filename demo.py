@@ -12,7 +12,6 @@ the same pixels. `build_demo` returns the Blocks without launching it, so tests 
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import os
@@ -590,9 +589,8 @@ def take_screenshot(url: str, path: str | Path, tab: str = "Style mixing") -> Pa
 
 def main(argv=None):
     parser = ArgumentParser(
-        prog="demo.py", description="Interactive StyleGAN demo (Gradio): generate from a seed, style mixing, stochastic variation.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python demo.py\n  python demo.py --network runs/00003-ffhq/network --port 8000\n"
+        "demo.py", "Interactive StyleGAN demo (Gradio): generate from a seed, style mixing, stochastic variation.",
+        "examples:\n  python demo.py\n  python demo.py --network runs/00003-ffhq/network --port 8000\n"
                "  python demo.py --screenshot docs/demo.png")
     parser.add_argument("--network", help="network folder or .safetensors file (default: every run under "
                         "--runs-dir, the most recent first, with a dropdown to switch)")

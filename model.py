@@ -16,7 +16,6 @@ header, so the weights file alone is enough). Loading our networks never unpickl
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -742,11 +741,10 @@ def summary(cfg: NetworkConfig) -> str:
 def main(argv=None):
     from common import ArgumentParser
 
-    parser = ArgumentParser(prog="model.py",
-                            description="Print a StyleGAN network's per-block summary and parameter counts, "
+    parser = ArgumentParser("model.py",
+                            "Print a StyleGAN network's per-block summary and parameter counts, "
                             "or convert one of NVIDIA's official .pkl files to our format.",
-                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                            epilog="examples:\n  python model.py --preset ffhq1024\n"
+                            "examples:\n  python model.py --preset ffhq1024\n"
                             "  python model.py --convert karras2019stylegan-ffhq-1024x1024.pkl --out "
                             "networks/ffhq1024")
     parser.add_argument("--preset", default="ffhq1024", choices=sorted(PRESETS), help="network preset")

@@ -290,8 +290,8 @@ def side_by_side(a: np.ndarray, b: np.ndarray, gap: int = 2) -> np.ndarray:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="project.py", description="Project images into a generator's latent space (StyleGAN2 projector).",
-                epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser("project.py", "Project images into a generator's latent space (StyleGAN2 projector).",
+                       __doc__.split("\n\n")[1])
     p.add_argument("--target", nargs="+", metavar="IMAGE", help="image files (any size: centre-cropped, resized)")
     p.add_argument("--network", help="network folder or .safetensors file (default: the latest under runs/)")
     p.add_argument("--space", choices=SPACES, default="w", help="w: one w for every layer; w+: one per layer")

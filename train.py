@@ -896,9 +896,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
 
 def parse_args(argv=None):
     p = ArgumentParser(
-        prog="train.py", description="Train a StyleGAN with progressive growing (Karras et al. 2019) on Accelerate.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
+        "train.py", "Train a StyleGAN with progressive growing (Karras et al. 2019) on Accelerate.",
+        "examples:\n"
                "  accelerate launch train.py                                   # synthetic faces, CPU-sized\n"
                "  accelerate launch train.py --data ~/images --resolution 64   # your own folder (or a .zip)\n"
                "  accelerate launch train.py --data user/dataset --preset ffhq256  # a Hub data set\n"

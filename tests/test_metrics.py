@@ -18,7 +18,9 @@ import torch.nn.functional as F
 
 import metrics
 import model
-from conftest import ROOT, make_tiny_generator
+from common import to_uint8
+from conftest import ROOT, TINY, make_tiny_generator
+from model import seed_to_z
 
 
 @pytest.fixture(autouse=True)
@@ -350,6 +352,38 @@ def test_separability_pipeline_on_tiny_network():
     assert r1["directions"].shape == (3, G.cfg.w_dim) and r1["stds"].shape == (3,)
     norms = np.linalg.norm(r1["directions"], axis=1)  # unit normals, or NaN where a label had one class only
     assert all(np.isnan(n) or abs(n - 1) < 1e-6 for n in norms)
+
+
+class ChannelMeans(torch.nn.Module):
+    """A stand-in attribute classifier: attribute c is 'channel c brighter than its median over reference images'."""
+
+    def __init__(self, reference_uint8: torch.Tensor):
+        super().__init__()
+        self.register_buffer("median", reference_uint8.float().mean(dim=(2, 3)).median(dim=0).values)
+
+    def forward(self, img):
+        return img.float().mean(dim=(2, 3)) - self.median
+
+
+def test_mixing_attribution_finds_the_only_styles_that_matter():
+    G = make_tiny_generator()  # 16x16: coarse = layers 0-1 (4x4), middle = 2-3 (8x8), fine = 4-5 (16x16)
+    with torch.no_grad():
+        for block in G.synthesis.blocks.values():
+            for epi in (block.epi0, block.epi1):
+                if epi.layer_idx < 4:  # coarse and middle styles no longer depend on w
+                    epi.adain.affine.weight.zero_()
+    ref = torch.from_numpy(to_uint8(G(seed_to_z(range(64), TINY.z_dim), noise_mode="const").detach()))
+    classifier = ChannelMeans(ref.permute(0, 3, 1, 2))
+    r = metrics.mixing_attribution(G, classifier, num=60, batch=16, progress=False)
+    assert r["ranges"] == {"coarse": "4", "middle": "8", "fine": "16"}
+    assert all(n > 5 for n in r["pairs"])  # the stand-in labels differ between A and B often enough
+    assert r["follows_b"]["fine"] == [1.0, 1.0, 1.0]  # B's fine styles make B's image
+    assert r["follows_b"]["coarse"] == [0.0, 0.0, 0.0] and r["follows_b"]["middle"] == [0.0, 0.0, 0.0]
+    again = metrics.mixing_attribution(G, classifier, num=60, batch=7, progress=False)
+    assert again == r  # a pure function of (seed, pair index), whatever the batch
+    table = metrics.format_mixing_table(r, ["red", "green", "blue"], markdown=True)
+    assert table.splitlines()[0] == "| attribute | coarse (4) | middle (8) | fine (16) | pairs that differ |"
+    assert table.splitlines()[2].startswith("| red | 0.00 | 0.00 | 1.00 |")
 
 
 # ----------------------------------------------------------------------------------------------------------------

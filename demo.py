@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -132,7 +133,7 @@ def stochastic_variation(G: Generator, seed: int, n: int = 4, psi: float = 1.0, 
 
 
 def uploaded_path(photo) -> str | None:
-    """The server-side file of an upload. The events take their values unprocessed (see build_demo), so an upload
+    """The server-side file of an upload. The events take their values unprocessed (see _wire_events), so an upload
     arrives as Gradio's file record, which Gradio has already confined to its upload folder; anything else an API
     client sends (a bare path, a record naming another file) is refused, so no other file on the server is read."""
     from gradio.utils import get_upload_folder, is_in_or_equal
@@ -296,81 +297,87 @@ def _timing(t0: float, images: int) -> str:
     return f"{ms:.0f} ms for {images} image{'s' if images > 1 else ''} ({ms / images:.1f} ms per image)"
 
 
-def build_demo(networks: dict[str, str | Path] | list, device: str | torch.device = "cpu") -> gr.Blocks:
-    """The whole app, not launched. `networks`: {name: network folder} (first = default) or a list of folders.
-    The default network is loaded here, so a bad path fails before anything is served."""
-    networks = _as_dict(networks)
-    if not networks:
-        raise NetworkError("no networks given: train one with `accelerate launch train.py` or pass --network PATH")
-    cache = NetworkCache(networks, device)
-    default = next(iter(networks))
-    G0 = cache[default]
-    n0 = G0.num_ws
-    cut0 = G0.truncation()[1]  # the network's default cutoff
-    presets0 = _preset_choices(G0)
-    first0, stop0 = (style_ranges(G0.cfg.resolution)["coarse"][:2] if len(presets0) > 1 else (0, 1))
-    # Slider ends fit the largest network (read from its config, weights not loaded); selecting a network in the page
-    # narrows them. The values reach our checks unprocessed (preprocess=False below), whatever the slider ends.
-    most_ws = max([n0, 2] + [_num_ws(p) for p in networks.values()])
+def _default_layers(G: Generator) -> tuple[int, int]:
+    """The layers B supplies when a network is first shown: the paper's coarse styles, or layer 0 alone below 16x16
+    where that split does not exist."""
+    try:
+        return style_ranges(G.cfg.resolution)["coarse"][:2]
+    except ValueError:
+        return 0, 1
+
+
+class Handlers:
+    """The app's event handlers. Each takes the network's name and finds its Generator in one NetworkCache, so a
+    network is loaded once however many events use it; its attribute directions are likewise read once."""
+
+    def __init__(self, cache: NetworkCache):
+        self.cache = cache
+        self._directions: dict[str, dict | None] = {}
 
     @_user_errors
-    def generate(network, seed, psi, cutoff, noise_mode, noise_seed):
-        G, t0 = cache[network], time.perf_counter()
+    def generate(self, network, seed, psi, cutoff, noise_mode, noise_seed):
+        G, t0 = self.cache[network], time.perf_counter()
         img = generate_image(G, seed, psi, cutoff, noise_mode, noise_seed)
         return upscale(img), f"seed {int(seed)}, psi {psi:g}: {_timing(t0, 1)}"
 
     @_user_errors
-    def mix(network, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed):
-        G, t0 = cache[network], time.perf_counter()
+    def mix(self, network, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed):
+        G, t0 = self.cache[network], time.perf_counter()
         a, b, m = mix_images(G, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed)
         return upscale(a), upscale(b), upscale(m), f"B supplies layers {int(first)}–{int(stop) - 1}: {_timing(t0, 3)}"
 
     @_user_errors
-    def variation(network, seed, draws, psi, cutoff, noise_seed):
-        G, t0 = cache[network], time.perf_counter()
+    def variation(self, network, seed, draws, psi, cutoff, noise_seed):
+        G, t0 = self.cache[network], time.perf_counter()
         imgs, std = stochastic_variation(G, seed, draws, psi, cutoff, noise_seed)
         note = " (all draws are equal: this network's noise strengths are zero)" if std.max() == 0 else ""
         return [upscale(x) for x in imgs], upscale(std), f"{int(draws)} noise draws: {_timing(t0, int(draws))}{note}"
 
+    def refresh(self, which, network, seed, seed_a, seed_b, first, stop, var_seed, var_n, psi, cutoff, noise_mode,
+                noise_seed):
+        """Re-run the open tab (`which`) with new shared settings; the other tabs' outputs are left as they are."""
+        skip_gen, skip_mix, skip_var = [gr.skip()] * 2, [gr.skip()] * 4, [gr.skip()] * 3
+        if which == "mix":
+            return (skip_gen + list(self.mix(network, seed_a, seed_b, first, stop, psi, cutoff, noise_mode,
+                                             noise_seed)) + skip_var)
+        if which == "variation":
+            return skip_gen + skip_mix + list(self.variation(network, var_seed, var_n, psi, cutoff, noise_seed))
+        return list(self.generate(network, seed, psi, cutoff, noise_mode, noise_seed)) + skip_mix + skip_var
+
     @_user_errors
-    def layer_preset(network, preset):
+    def layer_preset(self, network, preset):
         if preset == "custom":
             return gr.skip(), gr.skip()
-        ranges = style_ranges(cache[network].cfg.resolution)
+        ranges = style_ranges(self.cache[network].cfg.resolution)
         if not isinstance(preset, str) or preset not in ranges:
             raise UsageError(f"unknown layer preset {preset!r}: choose one of {', '.join(ranges)} or custom")
         return ranges[preset][0], ranges[preset][1]
 
     @_user_errors
-    def select_network(network):
-        G = cache[network]
-        n, choices = G.num_ws, _preset_choices(G)
-        first, stop = style_ranges(G.cfg.resolution)["coarse"][:2] if len(choices) > 1 else (0, 1)
+    def select_network(self, network):
+        G = self.cache[network]
+        n, choices, (first, stop) = G.num_ws, _preset_choices(G), _default_layers(G)
         cut = G.truncation()[1]
-        return (_network_info(network, G, cache.device), gr.Slider(maximum=n, value=cut),
+        return (_network_info(network, G, self.cache.device), gr.Slider(maximum=n, value=cut),
                 gr.Slider(maximum=n - 1, value=first), gr.Slider(maximum=n, value=stop),
                 gr.Radio(choices=choices, value=choices[0][1]))
 
+    @staticmethod
     def random_seed():
         return random.randint(0, SEED_MAX)
 
-    directions: dict[str, dict | None] = {}
-
-    def dirs_of(network):
+    def dirs_of(self, network):
         """The network's directions.npz, read once; None where it has none (the sliders then stay hidden)."""
         from latents import directions_path, load_directions
 
-        if network not in directions:
-            path = directions_path(cache.paths[network])
-            directions[network] = load_directions(path, cache[network]) if path.is_file() else None
-        return directions[network]
-
-    dirs0 = dirs_of(default)
-    names0 = dirs0["names"][:MAX_SLIDERS] if dirs0 else []
+        if network not in self._directions:
+            path = directions_path(self.cache.paths[network])
+            self._directions[network] = load_directions(path, self.cache[network]) if path.is_file() else None
+        return self._directions[network]
 
     @_user_errors
-    def project_photo_event(network, photo, steps, space, progress=gr.Progress()):
-        G, t0 = cache[network], time.perf_counter()
+    def project_photo_event(self, network, photo, steps, space, progress=gr.Progress()):
+        G, t0 = self.cache[network], time.perf_counter()
         progress(0, desc="projecting")
         img, latents = project_photo(G, uploaded_path(photo), steps, space,
                                      lambda k, n, d: progress((k, n), desc=f"step {k}/{n}, LPIPS {d:.4f}"))
@@ -378,6 +385,7 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
                 f"({time.perf_counter() - t0:.1f} s)")
         return upscale(latents["target"]), upscale(img), note, {**latents, "network": network}
 
+    @staticmethod
     def _latents_for(network, latents):
         latents = _need_latents(latents)
         if latents.get("network") != network:
@@ -386,157 +394,199 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
         return latents
 
     @_user_errors
-    def edit_photo(network, latents, *strengths):
-        dirs = dirs_of(network)
+    def edit_photo(self, network, latents, *strengths):
+        dirs = self.dirs_of(network)
         if dirs is None:
             raise UsageError(f"{network} has no attribute directions: run `python metrics.py --metrics ls` for it")
-        latents = _latents_for(network, latents)
+        latents = self._latents_for(network, latents)
         names = dirs["names"][:MAX_SLIDERS]
-        return upscale(edit_projection(cache[network], latents, dirs, dict(zip(names, strengths))))
+        return upscale(edit_projection(self.cache[network], latents, dirs, dict(zip(names, strengths))))
 
     @_user_errors
-    def mix_photo(network, latents, seed, first, stop):
-        latents = _latents_for(network, latents)
-        b, m = mix_projection(cache[network], latents, seed, first, stop)
+    def mix_photo(self, network, latents, seed, first, stop):
+        latents = self._latents_for(network, latents)
+        b, m = mix_projection(self.cache[network], latents, seed, first, stop)
         return upscale(b), upscale(m)
+
+
+# The layout: one function per part of the page, each returning its components by name. They run inside the
+# Blocks context of build_demo. `most_ws` is the most style layers of any network (the layer sliders' ends).
+
+
+def _settings_column(networks: list[str], default: str, info: str, cutoff: int, most_ws: int) -> SimpleNamespace:
+    """The shared settings on the left: network, its description, truncation and noise."""
+    s = SimpleNamespace()
+    with gr.Column(scale=1, min_width=260):
+        s.net = gr.Dropdown(networks, value=default, label="network", visible=len(networks) > 1)
+        s.info = gr.Markdown(info, label="network info")
+        s.psi = gr.Slider(*PSI_RANGE, value=0.7, step=0.05, label="truncation psi", elem_id="psi",
+                          info="1 = none, 0 = the average image")
+        s.cutoff = gr.Slider(0, most_ws, value=cutoff, step=1, label="truncation cutoff",
+                             info="truncate style layers [0, cutoff)")
+        s.noise_mode = gr.Radio(list(NOISE_MODES), value="const", label="noise mode",
+                                info="random: drawn from the noise seed; const: the network's fixed noise")
+        s.noise_seed = gr.Number(0, precision=0, label="noise seed")
+    return s
+
+
+def _generate_tab() -> SimpleNamespace:
+    t = SimpleNamespace()
+    with gr.Tab("Generate") as t.tab:
+        with gr.Row(equal_height=True):
+            t.seed = gr.Number(0, precision=0, label="seed", info=f"0 to {SEED_MAX}", elem_id="seed")
+            t.rand_btn = gr.Button("Random seed", scale=0)
+            t.btn = gr.Button("Generate", variant="primary", scale=0)
+        t.image = gr.Image(label="image", format="png", type="numpy", interactive=False, elem_id="generated",
+                           height=DISPLAY_SIZE + 40)
+        t.info = gr.Markdown(label="timing", elem_id="generate-info")
+    return t
+
+
+def _mixing_tab(presets: list[tuple[str, str]], first: int, stop: int, most_ws: int) -> SimpleNamespace:
+    t = SimpleNamespace()
+    with gr.Tab("Style mixing") as t.tab:
+        with gr.Row(equal_height=True):
+            t.seed_a = gr.Number(0, precision=0, label="seed A (source of most styles)")
+            t.seed_b = gr.Number(1, precision=0, label="seed B")
+            t.btn = gr.Button("Mix", variant="primary", scale=0)
+        t.preset = gr.Radio(presets, value=presets[0][1], label="layers B supplies")
+        with gr.Row():
+            t.first = gr.Slider(0, most_ws - 1, value=first, step=1, label="first layer")
+            t.stop = gr.Slider(1, most_ws, value=stop, step=1, label="stop layer (exclusive)")
+        with gr.Row():
+            t.img_a = gr.Image(label="A", format="png", interactive=False, elem_id="mix-a")
+            t.img_b = gr.Image(label="B", format="png", interactive=False, elem_id="mix-b")
+            t.img_m = gr.Image(label="A with B's styles", format="png", interactive=False, elem_id="mix-ab")
+        t.info = gr.Markdown(label="timing", elem_id="mix-info")
+    return t
+
+
+def _variation_tab() -> SimpleNamespace:
+    t = SimpleNamespace()
+    with gr.Tab("Stochastic variation") as t.tab:
+        with gr.Row(equal_height=True):
+            t.seed = gr.Number(0, precision=0, label="seed")
+            t.n = gr.Slider(2, MAX_VARIATIONS, value=4, step=1, label="noise draws")
+            t.btn = gr.Button("Show variation", variant="primary", scale=0)
+        t.gallery = gr.Gallery(label="same w, different noise (draws from the noise seed on)", format="png",
+                               columns=4, interactive=False, elem_id="variations")
+        t.std_map = gr.Image(label="per-pixel standard deviation over the draws", format="png", interactive=False,
+                             height=DISPLAY_SIZE + 40)
+        t.info = gr.Markdown(label="timing", elem_id="variation-info")
+    return t
+
+
+def _photo_tab(names: list[str], first: int, stop: int, most_ws: int) -> SimpleNamespace:
+    """Upload and project a photo, then edit it along the attribute directions `names` or mix it with a seed.
+    There are always MAX_SLIDERS sliders; those beyond `names` stay hidden."""
+    t = SimpleNamespace()
+    with gr.Tab("Your photo"):
+        t.latents = gr.State(None)
+        with gr.Row(equal_height=True):
+            # a File, not an Image: an unreadable upload then reaches our check and its message
+            t.photo = gr.File(label="your photo (any size: centre-cropped)", type="filepath", elem_id="photo")
+            with gr.Column(min_width=200):
+                t.space = gr.Radio(["w", "w+"], value="w", label="latent space",
+                                   info="w: one w for all layers; w+: one per layer")
+                t.steps = gr.Slider(1, MAX_PROJECT_STEPS, value=300, step=1, label="steps", elem_id="steps")
+                t.proj_btn = gr.Button("Project", variant="primary")
+        with gr.Row():
+            t.target = gr.Image(label="target (as the network sees it)", format="png", interactive=False,
+                                elem_id="proj-target")
+            t.projected = gr.Image(label="projection", format="png", interactive=False, elem_id="projected")
+        t.proj_info = gr.Markdown(elem_id="project-info")
+        gr.Markdown("**Edit** along attribute directions (strength in standard deviations of w)" if names else
+                    "_No attribute directions beside this network: run `python metrics.py --metrics ls` to make them._")
+        t.sliders = [gr.Slider(-5, 5, value=0, step=0.5, label=n, visible=i < len(names))
+                     for i, n in enumerate(names + [f"attribute {k}" for k in range(len(names), MAX_SLIDERS)])]
+        t.edited = gr.Image(label="edited", format="png", interactive=False, elem_id="edited")
+        with gr.Row(equal_height=True):
+            t.seed = gr.Number(1, precision=0, label="mix with seed")
+            t.first = gr.Slider(0, most_ws - 1, value=first, step=1, label="first layer")
+            t.stop = gr.Slider(1, most_ws, value=stop, step=1, label="stop layer (exclusive)")
+            t.mix_btn = gr.Button("Mix", scale=0)
+        with gr.Row():
+            t.seed_img = gr.Image(label="seed", format="png", interactive=False)
+            t.mix_img = gr.Image(label="your face with the seed's styles", format="png", interactive=False,
+                                 elem_id="photo-mix")
+    return t
+
+
+def _wire_events(demo: gr.Blocks, h: Handlers, s: SimpleNamespace, gen: SimpleNamespace, mix: SimpleNamespace,
+                 var: SimpleNamespace, photo: SimpleNamespace) -> None:
+    """Connect the components to the handlers, inside demo's Blocks context. The api_names are the app's API."""
+    gen_in = [s.net, gen.seed, s.psi, s.cutoff, s.noise_mode, s.noise_seed]
+    gen_out = [gen.image, gen.info]
+    mix_in = [s.net, mix.seed_a, mix.seed_b, mix.first, mix.stop, s.psi, s.cutoff, s.noise_mode, s.noise_seed]
+    mix_out = [mix.img_a, mix.img_b, mix.img_m, mix.info]
+    var_in = [s.net, var.seed, var.n, s.psi, s.cutoff, s.noise_seed]
+    var_out = [var.gallery, var.std_map, var.info]
+    # Every event that runs a network shares one queue slot group: at most `concurrency` (launch_demo) at once.
+    # preprocess=False hands our functions the values as sent, so that the check_* functions judge every value,
+    # from the page or an API client, with our messages: Gradio's own preprocessing would reject text or an
+    # out-of-range number with its message and a traceback in the server's log, and round 1.5 to a seed of 2.
+    model = dict(concurrency_id="model", preprocess=False)
+    # always_last: a click while the page's first image is still being made runs after it instead of being dropped
+    gr.on([gen.btn.click, gen.seed.submit, demo.load], h.generate, gen_in, gen_out, api_name="generate",
+          trigger_mode="always_last", **model)
+    gen.rand_btn.click(h.random_seed, None, gen.seed, api_name="random_seed").then(
+        h.generate, gen_in, gen_out, api_visibility="private", **model)
+    gr.on([mix.btn.click, mix.seed_a.submit, mix.seed_b.submit], h.mix, mix_in, mix_out, api_name="mix", **model)
+    mix.preset.select(h.layer_preset, [s.net, mix.preset], [mix.first, mix.stop], api_name="layer_preset",
+                      preprocess=False).then(h.mix, mix_in, mix_out, api_visibility="private", **model)
+    for slider in (mix.first, mix.stop):  # moving a layer slider by hand makes the range a custom one
+        slider.input(lambda: "custom", None, mix.preset, api_visibility="private", queue=False)
+    gr.on([var.btn.click, var.seed.submit], h.variation, var_in, var_out, api_name="variation", **model)
+    s.net.change(h.select_network, s.net, [s.info, s.cutoff, mix.first, mix.stop, mix.preset],
+                 api_name="select_network", **model).then(h.generate, gen_in, gen_out, api_visibility="private",
+                                                          **model)
+
+    photo.proj_btn.click(h.project_photo_event, [s.net, photo.photo, photo.steps, photo.space],
+                         [photo.target, photo.projected, photo.proj_info, photo.latents], api_name="project", **model)
+    gr.on([slider.release for slider in photo.sliders], h.edit_photo, [s.net, photo.latents] + photo.sliders,
+          photo.edited, api_name="edit_photo", **model)
+    gr.on([photo.mix_btn.click, photo.seed.submit], h.mix_photo,
+          [s.net, photo.latents, photo.seed, photo.first, photo.stop], [photo.seed_img, photo.mix_img],
+          api_name="mix_photo", **model)
+
+    # The shared settings re-run whichever tab is open, so moving psi changes the picture you are looking at.
+    tab = gr.State("generate")
+    gen.tab.select(lambda: "generate", None, tab, api_visibility="private", queue=False)
+    mix.tab.select(lambda: "mix", None, tab, api_visibility="private", queue=False)
+    var.tab.select(lambda: "variation", None, tab, api_visibility="private", queue=False)
+    gr.on([s.psi.release, s.cutoff.release, s.noise_mode.change, s.noise_seed.submit], h.refresh,
+          [tab, s.net, gen.seed, mix.seed_a, mix.seed_b, mix.first, mix.stop, var.seed, var.n, s.psi, s.cutoff,
+           s.noise_mode, s.noise_seed], gen_out + mix_out + var_out, api_visibility="private", **model)
+
+
+def build_demo(networks: dict[str, str | Path] | list, device: str | torch.device = "cpu") -> gr.Blocks:
+    """The whole app, not launched. `networks`: {name: network folder} (first = default) or a list of folders.
+    The default network is loaded here, so a bad path fails before anything is served."""
+    networks = _as_dict(networks)
+    if not networks:
+        raise NetworkError("no networks given: train one with `accelerate launch train.py` or pass --network PATH")
+    h = Handlers(NetworkCache(networks, device))
+    default = next(iter(networks))
+    G0 = h.cache[default]
+    first0, stop0 = _default_layers(G0)
+    # Slider ends fit the largest network (read from its config, weights not loaded); selecting a network in the page
+    # narrows them. The values reach our checks unprocessed (preprocess=False in _wire_events), whatever the ends.
+    most_ws = max([G0.num_ws, 2] + [_num_ws(p) for p in networks.values()])
+    dirs0 = h.dirs_of(default)
 
     with gr.Blocks(title="StyleGAN demo") as demo:
         gr.Markdown("# StyleGAN\nA style-based generator (Karras et al. 2019): a seed gives a latent z, the mapping "
                     "network turns it into styles w, one per synthesis layer.")
         with gr.Row():
-            with gr.Column(scale=1, min_width=260):
-                net = gr.Dropdown(list(networks), value=default, label="network", visible=len(networks) > 1)
-                info = gr.Markdown(_network_info(default, G0, cache.device), label="network info")
-                psi = gr.Slider(*PSI_RANGE, value=0.7, step=0.05, label="truncation psi", elem_id="psi",
-                                info="1 = none, 0 = the average image")
-                cutoff = gr.Slider(0, most_ws, value=cut0, step=1, label="truncation cutoff",
-                                   info="truncate style layers [0, cutoff)")
-                noise_mode = gr.Radio(list(NOISE_MODES), value="const", label="noise mode",
-                                      info="random: drawn from the noise seed; const: the network's fixed noise")
-                noise_seed = gr.Number(0, precision=0, label="noise seed")
+            settings = _settings_column(list(networks), default, _network_info(default, G0, h.cache.device),
+                                        G0.truncation()[1], most_ws)
             with gr.Column(scale=3):
                 with gr.Tabs():
-                    with gr.Tab("Generate") as tab_gen:
-                        with gr.Row(equal_height=True):
-                            seed = gr.Number(0, precision=0, label="seed", info=f"0 to {SEED_MAX}", elem_id="seed")
-                            rand_btn = gr.Button("Random seed", scale=0)
-                            gen_btn = gr.Button("Generate", variant="primary", scale=0)
-                        image = gr.Image(label="image", format="png", type="numpy", interactive=False,
-                                         elem_id="generated", height=DISPLAY_SIZE + 40)
-                        gen_info = gr.Markdown(label="timing", elem_id="generate-info")
-                    with gr.Tab("Style mixing") as tab_mix:
-                        with gr.Row(equal_height=True):
-                            seed_a = gr.Number(0, precision=0, label="seed A (source of most styles)")
-                            seed_b = gr.Number(1, precision=0, label="seed B")
-                            mix_btn = gr.Button("Mix", variant="primary", scale=0)
-                        preset = gr.Radio(presets0, value=presets0[0][1], label="layers B supplies")
-                        with gr.Row():
-                            first = gr.Slider(0, most_ws - 1, value=first0, step=1, label="first layer")
-                            stop = gr.Slider(1, most_ws, value=stop0, step=1, label="stop layer (exclusive)")
-                        with gr.Row():
-                            img_a = gr.Image(label="A", format="png", interactive=False, elem_id="mix-a")
-                            img_b = gr.Image(label="B", format="png", interactive=False, elem_id="mix-b")
-                            img_m = gr.Image(label="A with B's styles", format="png", interactive=False,
-                                             elem_id="mix-ab")
-                        mix_info = gr.Markdown(label="timing", elem_id="mix-info")
-                    with gr.Tab("Stochastic variation") as tab_var:
-                        with gr.Row(equal_height=True):
-                            var_seed = gr.Number(0, precision=0, label="seed")
-                            var_n = gr.Slider(2, MAX_VARIATIONS, value=4, step=1, label="noise draws")
-                            var_btn = gr.Button("Show variation", variant="primary", scale=0)
-                        gallery = gr.Gallery(label="same w, different noise (draws from the noise seed on)",
-                                             format="png", columns=4, interactive=False, elem_id="variations")
-                        std_map = gr.Image(label="per-pixel standard deviation over the draws", format="png",
-                                           interactive=False, height=DISPLAY_SIZE + 40)
-                        var_info = gr.Markdown(label="timing", elem_id="variation-info")
-                    with gr.Tab("Your photo"):
-                        latents = gr.State(None)
-                        with gr.Row(equal_height=True):
-                            # a File, not an Image: an unreadable upload then reaches our check and its message
-                            photo = gr.File(label="your photo (any size: centre-cropped)", type="filepath",
-                                            elem_id="photo")
-                            with gr.Column(min_width=200):
-                                space = gr.Radio(["w", "w+"], value="w", label="latent space",
-                                                 info="w: one w for all layers; w+: one per layer")
-                                steps = gr.Slider(1, MAX_PROJECT_STEPS, value=300, step=1, label="steps",
-                                                  elem_id="steps")
-                                proj_btn = gr.Button("Project", variant="primary")
-                        with gr.Row():
-                            proj_target = gr.Image(label="target (as the network sees it)", format="png",
-                                                   interactive=False, elem_id="proj-target")
-                            proj_img = gr.Image(label="projection", format="png", interactive=False,
-                                                elem_id="projected")
-                        proj_info = gr.Markdown(elem_id="project-info")
-                        gr.Markdown("**Edit** along attribute directions (strength in standard deviations of w)"
-                                    if names0 else "_No attribute directions beside this network: run `python "
-                                    "metrics.py --metrics ls` to make them._")
-                        sliders = [gr.Slider(-5, 5, value=0, step=0.5, label=n, visible=i < len(names0))
-                                   for i, n in enumerate(names0 + [f"attribute {k}" for k in
-                                                                   range(len(names0), MAX_SLIDERS)])]
-                        edit_img = gr.Image(label="edited", format="png", interactive=False, elem_id="edited")
-                        with gr.Row(equal_height=True):
-                            photo_seed = gr.Number(1, precision=0, label="mix with seed")
-                            photo_first = gr.Slider(0, most_ws - 1, value=first0, step=1, label="first layer")
-                            photo_stop = gr.Slider(1, most_ws, value=stop0, step=1, label="stop layer (exclusive)")
-                            photo_mix_btn = gr.Button("Mix", scale=0)
-                        with gr.Row():
-                            photo_seed_img = gr.Image(label="seed", format="png", interactive=False)
-                            photo_mix_img = gr.Image(label="your face with the seed's styles", format="png",
-                                                     interactive=False, elem_id="photo-mix")
-
-        gen_in = [net, seed, psi, cutoff, noise_mode, noise_seed]
-        mix_in = [net, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed]
-        var_in = [net, var_seed, var_n, psi, cutoff, noise_seed]
-        # Every event that runs a network shares one queue slot group: at most `concurrency` (launch_demo) at once.
-        # preprocess=False hands our functions the values as sent, so that the check_* functions judge every value,
-        # from the page or an API client, with our messages: Gradio's own preprocessing would reject text or an
-        # out-of-range number with its message and a traceback in the server's log, and round 1.5 to a seed of 2.
-        model = dict(concurrency_id="model", preprocess=False)
-        # always_last: a click while the page's first image is still being made runs after it instead of being dropped
-        gr.on([gen_btn.click, seed.submit, demo.load], generate, gen_in, [image, gen_info], api_name="generate",
-              trigger_mode="always_last", **model)
-        rand_btn.click(random_seed, None, seed, api_name="random_seed").then(
-            generate, gen_in, [image, gen_info], api_visibility="private", **model)
-        gr.on([mix_btn.click, seed_a.submit, seed_b.submit], mix, mix_in, [img_a, img_b, img_m, mix_info],
-              api_name="mix", **model)
-        preset.select(layer_preset, [net, preset], [first, stop], api_name="layer_preset", preprocess=False).then(
-            mix, mix_in, [img_a, img_b, img_m, mix_info], api_visibility="private", **model)
-        for s in (first, stop):  # moving a layer slider by hand makes the range a custom one
-            s.input(lambda: "custom", None, preset, api_visibility="private", queue=False)
-        gr.on([var_btn.click, var_seed.submit], variation, var_in, [gallery, std_map, var_info], api_name="variation",
-              **model)
-        net.change(select_network, net, [info, cutoff, first, stop, preset], api_name="select_network",
-                   **model).then(generate, gen_in, [image, gen_info], api_visibility="private", **model)
-
-        proj_btn.click(project_photo_event, [net, photo, steps, space], [proj_target, proj_img, proj_info, latents],
-                       api_name="project", **model)
-        gr.on([s.release for s in sliders], edit_photo, [net, latents] + sliders, edit_img, api_name="edit_photo",
-              **model)
-        gr.on([photo_mix_btn.click, photo_seed.submit], mix_photo, [net, latents, photo_seed, photo_first, photo_stop],
-              [photo_seed_img, photo_mix_img], api_name="mix_photo", **model)
-
-        # The shared settings re-run whichever tab is open, so moving psi changes the picture you are looking at.
-        tab = gr.State("generate")
-        tab_gen.select(lambda: "generate", None, tab, api_visibility="private", queue=False)
-        tab_mix.select(lambda: "mix", None, tab, api_visibility="private", queue=False)
-        tab_var.select(lambda: "variation", None, tab, api_visibility="private", queue=False)
-
-        def refresh(which, *args):
-            a = dict(zip(["net", "seed", "seed_a", "seed_b", "first", "stop", "var_seed", "var_n", "psi", "cutoff",
-                          "noise_mode", "noise_seed"], args))
-            skip_gen, skip_mix, skip_var = [gr.skip()] * 2, [gr.skip()] * 4, [gr.skip()] * 3
-            s = (a["psi"], a["cutoff"])
-            if which == "mix":
-                return skip_gen + list(mix(a["net"], a["seed_a"], a["seed_b"], a["first"], a["stop"], *s,
-                                           a["noise_mode"], a["noise_seed"])) + skip_var
-            if which == "variation":
-                return skip_gen + skip_mix + list(variation(a["net"], a["var_seed"], a["var_n"], *s, a["noise_seed"]))
-            return list(generate(a["net"], a["seed"], *s, a["noise_mode"], a["noise_seed"])) + skip_mix + skip_var
-
-        gr.on([psi.release, cutoff.release, noise_mode.change, noise_seed.submit], refresh,
-              [tab, net, seed, seed_a, seed_b, first, stop, var_seed, var_n, psi, cutoff, noise_mode, noise_seed],
-              [image, gen_info, img_a, img_b, img_m, mix_info, gallery, std_map, var_info], api_visibility="private",
-              **model)
+                    gen = _generate_tab()
+                    mix = _mixing_tab(_preset_choices(G0), first0, stop0, most_ws)
+                    var = _variation_tab()
+                    photo = _photo_tab(dirs0["names"][:MAX_SLIDERS] if dirs0 else [], first0, stop0, most_ws)
+        _wire_events(demo, h, settings, gen, mix, var, photo)
     return demo
 
 

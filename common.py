@@ -14,6 +14,9 @@ import torch
 from model import WEIGHTS_NAME, NetworkError, UsageError  # noqa: F401 (UsageError: the scripts import it from here)
 
 RUNS_DIR = "runs"  # train.py's default --outdir
+# The network that ships with the code (trained on the synthetic faces, see its README.md): what generate.py,
+# demo.py, project.py and metrics.py use when no run of your own exists yet.
+REFERENCE_NETWORK = Path(__file__).resolve().parent / "networks" / "synthetic32"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -135,14 +138,23 @@ def find_latest_network(runs_dir: str | Path = RUNS_DIR) -> Path | None:
     return found[-1].parent if found else None
 
 
-def resolve_network(arg: str | None, runs_dir: str | Path = RUNS_DIR) -> str:
-    """--network as given, or the latest trained network; a clear error if there is none."""
+def reference_network() -> Path | None:
+    """The shipped reference network's folder, or None where this copy of the code lacks it."""
+    return REFERENCE_NETWORK if (REFERENCE_NETWORK / WEIGHTS_NAME).is_file() else None
+
+
+def resolve_network(arg: str | None, runs_dir: str | Path = RUNS_DIR, quiet: bool = False) -> str:
+    """--network as given; else the latest trained network under runs_dir; else the shipped reference network
+    (saying so on stderr, unless quiet); a clear error if there is none of these."""
     if arg:
         return arg
-    latest = find_latest_network(runs_dir)
+    latest = find_latest_network(runs_dir) or reference_network()
     if latest is None:
         raise NetworkError(f"no trained network found under {runs_dir}/: train one with `accelerate launch train.py` "
                            "or pass --network PATH")
+    if latest == reference_network() and not quiet:
+        print(f"no run under {runs_dir}/ yet: using the reference network that ships with the code ({latest})",
+              file=sys.stderr)
     return str(latest)
 
 

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from common import (RUNS_DIR, ArgumentParser, UsageError, int_at_least, network_name, pick_device,  # noqa: E402
-                    resolve_network, run_cli, to_uint8)
+                    reference_network, resolve_network, run_cli, to_uint8)
 from model import (PSI_RANGE, WEIGHTS_NAME, Generator, NetworkConfig, NetworkError, is_number, is_whole,  # noqa: E402
                    load_network, read_network_meta, style_ranges)
 
@@ -214,10 +214,14 @@ def upscale(img: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
 # Networks: found once, loaded once
 
 
-def list_networks(runs_dir: str | Path = RUNS_DIR) -> dict[str, Path]:
-    """Every network folder under runs_dir, newest first, keyed by run name."""
+def list_networks(runs_dir: str | Path = RUNS_DIR, reference: bool = True) -> dict[str, Path]:
+    """Every network folder under runs_dir, newest first, keyed by run name; then the reference network that ships
+    with the code (the first choice where there is no run yet)."""
     found = sorted(Path(runs_dir).glob(f"*/network/{WEIGHTS_NAME}"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return {network_name(p.parent): p.parent for p in found}
+    networks = {network_name(p.parent): p.parent for p in found}
+    if reference and reference_network() is not None:
+        networks.setdefault(f"reference ({network_name(reference_network())})", reference_network())
+    return networks
 
 
 class NetworkCache:

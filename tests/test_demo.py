@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import common
 import demo
 from common import UsageError, run_cli
 from conftest import TINY, make_tiny_generator
@@ -223,12 +224,17 @@ def test_cli_bad_network_path_is_one_line(tmp_path, capsys):
     assert e.value.code == 2 and "no network at" in capsys.readouterr().err
 
 
-def test_list_networks_newest_first(networks, tmp_path):
+def test_list_networks_newest_first_then_the_reference(networks, tmp_path, monkeypatch):
     for i, name in enumerate(["00000-old", "00001-new"]):
         save_network(make_tiny_generator(), tmp_path / name / "network")
         os.utime(tmp_path / name / "network" / "model.safetensors", (1e9 + i, 1e9 + i))
+    monkeypatch.setattr(common, "REFERENCE_NETWORK", tmp_path / "no-reference")
     assert list(demo.list_networks(tmp_path)) == ["00001-new", "00000-old"]
     assert demo.list_networks(tmp_path / "missing") == {}
+    save_network(make_tiny_generator(), tmp_path / "shipped")
+    monkeypatch.setattr(common, "REFERENCE_NETWORK", tmp_path / "shipped")
+    assert list(demo.list_networks(tmp_path)) == ["00001-new", "00000-old", "reference (shipped)"]
+    assert demo.list_networks(tmp_path / "missing") == {"reference (shipped)": tmp_path / "shipped"}
 
 
 # ----------------------------------------------------------------------------------------------------------------

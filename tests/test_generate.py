@@ -15,7 +15,7 @@ import common
 import generate
 import model
 from common import UsageError, parse_seeds, run_cli
-from model import style_ranges
+from model import save_network, style_ranges
 from conftest import ROOT
 
 R = 16  # the tiny network's resolution
@@ -314,6 +314,17 @@ def test_figure_commands_write_files(tiny_network, tmp_path, capsys):
 # Bad input: one line, exit code 2, no traceback
 
 
+def test_without_runs_the_reference_network_is_used(tiny_network, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(common, "REFERENCE_NETWORK", Path(tiny_network))
+    code, out, err = run(["--seeds", "3", "--outdir", "out"], capsys)
+    assert code == 0 and (tmp_path / "out" / "seed0003.png").is_file()
+    assert "using the reference network that ships with the code" in err
+    (tmp_path / "runs" / "00000-mine").mkdir(parents=True)  # a run of your own wins over the reference
+    save_network(generate.load_network(tiny_network), tmp_path / "runs" / "00000-mine" / "network")
+    assert common.resolve_network(None) == str(Path("runs") / "00000-mine" / "network")
+
+
 def _bad_network(tmp_path: Path) -> Path:
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"this is not a safetensors file")
@@ -344,7 +355,8 @@ def test_bad_input_in_process(tiny_network, tmp_path, capsys, argv, fix):
 
 def test_bad_network_in_process(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run(["--seeds", "1"], capsys)  # no runs/ here
+    monkeypatch.setattr(common, "REFERENCE_NETWORK", tmp_path / "no-reference")
+    code, _, err = run(["--seeds", "1"], capsys)  # no runs/ here, and no shipped network
     assert code == 2 and "train one" in err and err.count("\n") == 1
     code, _, err = run(["--seeds", "1", "--network", str(tmp_path / "missing")], capsys)
     assert code == 2 and "no network at" in err and err.count("\n") == 1

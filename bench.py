@@ -50,7 +50,7 @@ MEMORY_LEGEND = {
            "0.7 GB of Python, torch and the other loaded libraries)",
     "cuda": "torch.cuda.max_memory_allocated (reset before each measurement)",
 }
-INFERENCE_RES = (64, 256, 1024)  # the issue's resolutions; smaller networks are measured at their own resolution
+INFERENCE_RES = (64, 256, 1024)  # smaller networks are measured at their own resolution
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -661,7 +661,7 @@ class Bench:
 
 
 def targets(bench: Bench) -> list[str]:
-    """The issue's targets, checked against the measured tables."""
+    """The project's efficiency targets (% of the measured peak), checked against the measured tables."""
     out = []
     inf = bench.tables.get("Generator inference", (None, []))[1]
     trn = bench.tables.get(Bench.TRAINING, (None, []))[1]

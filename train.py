@@ -811,6 +811,17 @@ def add_res_time(stats: dict, res_time: dict) -> None:
         s[1] += n
 
 
+def steps_taken(cur_nimg: int, cfg: TrainConfig) -> int:
+    """Training iterations that show the first cur_nimg images (each shows one global batch of the phase it starts
+    in): a pure function of cur_nimg, so a resumed run applies lazy R1 on the steps an uninterrupted one would."""
+    nimg = step = 0
+    while nimg < cur_nimg:
+        phase = schedule(nimg, cfg)
+        n = math.ceil((min(phase.end_nimg or cur_nimg, cur_nimg) - nimg) / phase.batch)
+        nimg, step = nimg + n * phase.batch, step + n
+    return step
+
+
 def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=print,
           init: InitSource | None = None) -> dict:
     """Train from scratch, from the weights `init` (fine-tuning) or from the checkpoint `resume` (which wins over
@@ -859,7 +870,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     res_time = {}
     bar = tqdm(total=cfg.kimg, initial=cur_nimg / 1000, unit="kimg", disable=not main, dynamic_ncols=True,
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} kimg [{elapsed}<{remaining}{postfix}]")
-    step = 0
+    step = steps_taken(cur_nimg, cfg)
     summary = {"first_batch": None, "rank": rank, "world": world}
     next_tick = (cur_nimg // int(cfg.tick_kimg * 1000) + 1) * int(cfg.tick_kimg * 1000)
     next_snap = (cur_nimg // int(cfg.snap_kimg * 1000) + 1) * int(cfg.snap_kimg * 1000)

@@ -10,8 +10,9 @@ What it measures, per preset and device:
     all in the same run, so every achieved FLOP rate is divided by a peak measured beside it, never a datasheet;
   * generator inference in images/s at 64, 256 and 1024 (or the preset's own resolution), at batch 1 and at the
     best batch, in fp32, bf16 and fp16 (autocast), with and without channels_last and torch.compile;
-  * one training step exactly as train.py runs it (D: logistic loss + R1 every step, G: non-saturating loss with
-    style mixing, w_avg and EMA updates), at each resolution of the preset's progressive schedule;
+  * train.py's own training step (train.TrainStep, on an Accelerator in the measured precision; D: logistic loss +
+    R1 every step, G: non-saturating loss with style mixing, w_avg and EMA updates), at each resolution of the
+    preset's progressive schedule;
   * PPL and FID sample throughput through metrics.py's own functions;
   * peak memory (CPU RSS high-water mark, GPU max allocated) and FLOPs per image (torch.utils.flop_counter).
 
@@ -23,8 +24,8 @@ Every result is appended as a dated section to docs/benchmarks.md with the machi
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
+import itertools
 import os
 import platform
 import resource
@@ -37,8 +38,9 @@ import torch
 import torch.nn.functional as F
 
 from common import ArgumentParser, UsageError, int_at_least, run_cli
-from model import PRESETS, Discriminator, Generator, NetworkConfig
-from train import TRAIN_PRESETS, TrainConfig, d_logistic_loss, g_nonsaturating_loss, r1_penalty, schedule
+from model import PRESETS, Generator, NetworkConfig
+import train
+from train import TRAIN_PRESETS, TrainConfig, schedule
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 V100_SEC_PER_KIMG_1024 = 142  # official: 41 days 4 h for 25 M images at 1024^2 on one V100 (NVlabs/stylegan README)
@@ -239,89 +241,82 @@ def g_inference(cfg: NetworkConfig, res: int, batch: int, device: torch.device, 
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Training step (the step of train.train(), replicated with the same loss functions)
+# Training step (train.py's own TrainStep, built as train() builds it)
+
+PRECISIONS = {torch.float32: "no", torch.bfloat16: "bf16", torch.float16: "fp16"}  # Accelerate's mixed_precision
 
 
-def train_step_fn(G, D, opt_G, opt_D, G_ema, res: int, batch: int, device: torch.device, dtype: torch.dtype,
-                  gamma: float, style_mixing: float = 0.9, r1: bool = True, channels_last: bool = False):
-    """One call = one D step (logistic loss + R1 with create_graph) and one G step (non-saturating, mixing), then the
-    w_avg and EMA updates, as train.py does them. Real images are random tensors: data loading is not measured."""
-    z_dim = G.cfg.z_dim
-    real_base = torch.rand(batch, G.cfg.img_channels, res, res, device=device) * 2 - 1
-    if channels_last:
-        real_base = real_base.contiguous(memory_format=torch.channels_last)
-    ema_beta = 0.5 ** (batch / 10000)
+@contextlib.contextmanager
+def accelerator(device: torch.device, dtype: torch.dtype = torch.float32):
+    """An Accelerator on `device` with `dtype` as its mixed precision, as `train.py --mixed-precision` makes it.
+    Accelerate keeps one state per process and refuses a second precision, so the state is reset before and after."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-    def step():
-        D.requires_grad_(True)
-        with torch.no_grad(), autocast(device, dtype):
-            fake = G(torch.randn(batch, z_dim, device=device), res=res)
-        real = real_base.detach().requires_grad_(r1)
-        with autocast(device, dtype):
-            real_logits = D(real, res=res).float()
-            fake_logits = D(fake.detach(), res=res).float()
-            d_loss = d_logistic_loss(real_logits, fake_logits)
-            pen = r1_penalty(real_logits, real) if r1 else torch.zeros((), device=device)
-            d_total = d_loss + pen * (gamma / 2)
-        opt_D.zero_grad(set_to_none=True)
-        d_total.backward()
-        opt_D.step()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        yield Accelerator(cpu=device.type == "cpu", mixed_precision=PRECISIONS[dtype])
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
 
-        D.requires_grad_(False)
-        z = torch.randn(batch, z_dim, device=device)
-        n_layers = G.num_ws_at(res)
-        mix_z, mix_layer = None, None
-        if style_mixing > 0 and torch.rand(()) < style_mixing and n_layers > 1:
-            mix_z = torch.randn(batch, z_dim, device=device)
-            mix_layer = int(torch.randint(1, n_layers, ()))
-        with autocast(device, dtype):
-            fake, w = G(z, res=res, mix_z=mix_z, mix_layer=mix_layer, return_w=True)
-            g_loss = g_nonsaturating_loss(D(fake, res=res).float())
-        opt_G.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_G.step()
 
-        G.update_w_avg(w.detach().float())
-        with torch.no_grad():
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.lerp_(p.detach().float(), 1 - ema_beta)
+def bench_config(cfg: NetworkConfig, train_preset: str = "cpu", **overrides) -> TrainConfig:
+    """The TrainConfig of a training preset, on the network `cfg`, with `overrides`."""
+    fields = {k: v for k, v in TRAIN_PRESETS[train_preset].items() if k in TrainConfig.__dataclass_fields__}
+    return TrainConfig(**{**fields, "preset": train_preset, "network": cfg.to_dict(), **overrides})
 
-    return step
+
+@contextlib.contextmanager
+def training_step(cfg: NetworkConfig, res: int, batch: int, device: torch.device, dtype: torch.dtype = torch.float32,
+                  gamma: float = 10.0, r1: bool = True, channels_last: bool = False, train_preset: str = "cpu",
+                  real: torch.Tensor | None = None):
+    """train.py's TrainStep at `res` (fade-in alpha 1) with the preset's settings, as a function of no arguments that
+    runs one iteration per call. Real images are random tensors (or `real`): data loading is not measured.
+    r1=False trains with gamma 0, so no R1 at all (the "R1 none" rows)."""
+    if real is None:  # drawn from its own generator: the step's random numbers are those train() would draw
+        gen = torch.Generator(device).manual_seed(0)
+        real = torch.rand(batch, cfg.img_channels, res, res, device=device, generator=gen) * 2 - 1
+    tcfg = bench_config(cfg, train_preset, gamma=gamma if r1 else 0.0, r1_interval=1, channels_last=channels_last,
+                        mixed_precision=PRECISIONS[dtype])
+    with accelerator(device, dtype) as accel:
+        G, D, G_ema, opt_G, opt_D = train.make_networks(tcfg, accel)
+        step = train.TrainStep(tcfg, accel, G, D, G_ema, opt_G, opt_D)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        real = real.to(accel.device).contiguous(memory_format=layout)
+        phase = train.Phase(res, 1.0, batch, tcfg.lr_at(res), None)
+        steps = itertools.count()
+
+        def call():
+            i = next(steps)
+            return step(real, phase, i, i * batch)
+
+        call.train_step = step  # for the tests
+        yield call
 
 
 def train_step_throughput(cfg: NetworkConfig, res: int, batch: int, device: torch.device,
                           dtype: torch.dtype = torch.float32, iters: int = 3, gamma: float = 10.0, r1: bool = True,
-                          channels_last: bool = False, count: bool = True, min_time: float = 1.0) -> dict:
+                          channels_last: bool = False, count: bool = True, min_time: float = 1.0,
+                          train_preset: str = "cpu") -> dict:
     """Training images/s and sec/kimg at `res` with `batch`, FLOPs per image of the step (counted on the warmup step),
     and peak memory. `iters` timed steps after one warmup step."""
-    torch.manual_seed(0)
-    G, D = Generator(cfg).train().to(device), Discriminator(cfg).train().to(device)
-    if channels_last:
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_G = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.0, 0.99), eps=1e-8)
-    opt_D = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.0, 0.99), eps=1e-8)
-    step = train_step_fn(G, D, opt_G, opt_D, G_ema, res, batch, device, dtype, gamma, r1=r1,
-                         channels_last=channels_last)
-    flops = count_flops(step) if count else 0  # the warmup step (also creates the Adam states)
-    if not count:
-        step()
-    sync(device)
-    reset_peak_memory(device)
-    t, reps = timed(step, device, min_time=min_time, min_reps=iters, max_reps=iters, warmup=0)
+    with training_step(cfg, res, batch, device, dtype, gamma, r1, channels_last, train_preset) as step:
+        flops = count_flops(step) if count else 0  # the warmup step (also creates the Adam states)
+        if not count:
+            step()
+        sync(device)
+        reset_peak_memory(device)
+        t, reps = timed(step, device, min_time=min_time, min_reps=iters, max_reps=iters, warmup=0)
     return {"img_s": batch / t, "sec_per_kimg": 1000 * t / batch, "flops_per_img": flops / batch, "reps": reps,
             "mem_mb": peak_memory_mb(device)}
 
 
 def schedule_kimg(train_preset: str) -> dict[int, float]:
     """Thousands of images the preset's progressive schedule spends at each resolution (fades count to the new one)."""
-    p = TRAIN_PRESETS[train_preset]
-    cfg = TrainConfig(preset=train_preset, start_res=p["start_res"], fade_kimg=p["fade_kimg"],
-                      stable_kimg=p["stable_kimg"], kimg=p["kimg"], batch=p["batch"], lr=p["lr"],
-                      network=PRESETS[p["network"]].to_dict())
-    step = 1000 if p["kimg"] >= 1000 else 100
+    cfg = bench_config(PRESETS[TRAIN_PRESETS[train_preset]["network"]], train_preset)
+    step = 1000 if cfg.kimg >= 1000 else 100
     out: dict[int, float] = {}
-    for nimg in range(0, int(p["kimg"] * 1000), step):
+    for nimg in range(0, int(cfg.kimg * 1000), step):
         r = schedule(nimg, cfg).res
         out[r] = out.get(r, 0) + step / 1000
     return out
@@ -447,70 +442,81 @@ class Bench:
         return [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if b <= cap]
 
     def inference(self, preset: str, cfg: NetworkConfig, resolutions: list[int]) -> None:
-        cols = ["preset", "res", "batch", "precision", "layout", "compile", "img/s", "ms/img", "GFLOP/img",
-                "TFLOP/s", "% peak", "peak MiB", "compile s"]
-        rows = self.table("Generator inference", cols)
+        """Generator images/s at each resolution: a batch sweep in fp32, then the other precisions, layouts and
+        torch.compile at batch 1 and at the best batch."""
         for res in resolutions:
             G = make_generator(cfg, self.device)
             flops = count_flops(inference_fn(G, res, 1, self.device, torch.float32))
-
-            def add(batch, prec, cl, comp, r):
-                rate = flops * r["img_s"]
-                row = {"preset": preset, "res": res, "batch": batch, "precision": prec,
-                       "layout": "channels_last" if cl else "NCHW", "compile": "yes" if comp else "no",
-                       "img/s": r["img_s"], "ms/img": 1000 / r["img_s"], "GFLOP/img": flops / 1e9,
-                       "TFLOP/s": rate / 1e12, "% peak": 100 * self.ratio(rate, prec), "peak MiB": r["mem_mb"],
-                       "compile s": r["compile_s"] if comp else ""}
-                rows.append(row)
-                self.log(live_row(row, cols, len(rows) == 1))
-                return row
-
-            # fp32 eager batch sweep: stop when throughput stops improving (by 5%) or memory runs out
-            best = None
-            for b in self.batches(res):
-                try:
-                    row = add(b, "fp32", False, False, g_inference(cfg, res, b, self.device, min_time=self.min_time, G=G))
-                except torch.OutOfMemoryError:
-                    self.note(f"{preset} {res}^2: batch {b} ran out of memory")
-                    break
-                if best is not None and row["img/s"] < 1.05 * best["img/s"]:
-                    if row["img/s"] > best["img/s"]:
-                        best = row
-                    break
-                best = row
-            best_batch = best["batch"]
-            big = self.cpu and res >= 64  # the paper's generators take a second or more per image on a CPU
-            variants = [("fp32", True, False), ("bf16", False, False), ("bf16", True, False), ("fp16", False, False)]
-            compiled = [("fp32", False, True), ("fp32", True, True), ("bf16", True, True)]
-            if big or self.quick:
-                variants = [("fp32", True, False), ("bf16", False, False)]
-                compiled = [] if (big or self.quick) else compiled
-                self.note(f"{preset} {res}^2: fewer variants (CPU time budget{' / --quick' if self.quick else ''})")
-            slow = sorted({p for p, _, _ in variants + compiled if self.slow(p)})
-            if slow:
-                peaks = ", ".join(f"{self.peaks[p]['peak'] / 1e9:.2f}" for p in slow)
-                self.note(f"{preset} {res}^2: {', '.join(slow)} is emulated on this {self.device.type} (peak "
-                          f"{peaks} GFLOP/s): "
-                          f"{'batch 1 only, eager' if res < 64 else 'not measured at this size'}")
-            for b in sorted({1, best_batch}):
-                for prec, cl, comp in variants + (compiled if (b == best_batch or not self.cpu) else []):
-                    if self.slow(prec) and (b > 1 or comp or res >= 64):
-                        continue
-                    try:
-                        r = g_inference(cfg, res, b, self.device, DTYPES[prec], cl, comp, min_time=self.min_time)
-                    except torch.OutOfMemoryError:
-                        self.note(f"{preset} {res}^2 batch {b} {prec}: out of memory")
-                        continue
-                    except Exception as e:  # torch.compile without a compiler, say: report it, go on
-                        self.note(f"{preset} {res}^2 batch {b} {prec} compile={comp}: failed ({type(e).__name__}: "
-                                  f"{str(e).splitlines()[0][:100] if str(e) else ''})")
-                        continue
-                    add(b, prec, cl, comp, r)
+            best = self.inference_batch_sweep(preset, cfg, res, G, flops)
+            self.inference_variants(preset, cfg, res, flops, best["batch"])
             if self.cpu and not self.quick:
-                self.bound(f"G inference {preset} {res}^2 batch {best_batch} fp32",
-                           inference_fn(G, res, best_batch, self.device, torch.float32), flops * best_batch,
-                           best["img/s"] / best_batch)
+                self.bound(f"G inference {preset} {res}^2 batch {best['batch']} fp32",
+                           inference_fn(G, res, best["batch"], self.device, torch.float32), flops * best["batch"],
+                           best["img/s"] / best["batch"])
             del G
+
+    def inference_row(self, preset: str, res: int, batch: int, prec: str, cl: bool, comp: bool, flops: float,
+                      r: dict) -> dict:
+        cols = ["preset", "res", "batch", "precision", "layout", "compile", "img/s", "ms/img", "GFLOP/img",
+                "TFLOP/s", "% peak", "peak MiB", "compile s"]
+        rows = self.table("Generator inference", cols)
+        rate = flops * r["img_s"]
+        row = {"preset": preset, "res": res, "batch": batch, "precision": prec,
+               "layout": "channels_last" if cl else "NCHW", "compile": "yes" if comp else "no",
+               "img/s": r["img_s"], "ms/img": 1000 / r["img_s"], "GFLOP/img": flops / 1e9,
+               "TFLOP/s": rate / 1e12, "% peak": 100 * self.ratio(rate, prec), "peak MiB": r["mem_mb"],
+               "compile s": r["compile_s"] if comp else ""}
+        rows.append(row)
+        self.log(live_row(row, cols, len(rows) == 1))
+        return row
+
+    def inference_batch_sweep(self, preset: str, cfg: NetworkConfig, res: int, G, flops: float) -> dict:
+        """fp32 eager rows of growing batch; stops when throughput stops improving (by 5%) or memory runs out.
+        Returns the best row."""
+        best = None
+        for b in self.batches(res):
+            try:
+                r = g_inference(cfg, res, b, self.device, min_time=self.min_time, G=G)
+            except torch.OutOfMemoryError:
+                self.note(f"{preset} {res}^2: batch {b} ran out of memory")
+                break
+            row = self.inference_row(preset, res, b, "fp32", False, False, flops, r)
+            if best is not None and row["img/s"] < 1.05 * best["img/s"]:
+                if row["img/s"] > best["img/s"]:
+                    best = row
+                break
+            best = row
+        return best
+
+    def inference_variants(self, preset: str, cfg: NetworkConfig, res: int, flops: float, best_batch: int) -> None:
+        """channels_last, bf16, fp16 and torch.compile rows at batch 1 and at the best batch."""
+        big = self.cpu and res >= 64  # the paper's generators take a second or more per image on a CPU
+        variants = [("fp32", True, False), ("bf16", False, False), ("bf16", True, False), ("fp16", False, False)]
+        compiled = [("fp32", False, True), ("fp32", True, True), ("bf16", True, True)]
+        if big or self.quick:
+            variants = [("fp32", True, False), ("bf16", False, False)]
+            compiled = []
+            self.note(f"{preset} {res}^2: fewer variants (CPU time budget{' / --quick' if self.quick else ''})")
+        slow = sorted({p for p, _, _ in variants + compiled if self.slow(p)})
+        if slow:
+            peaks = ", ".join(f"{self.peaks[p]['peak'] / 1e9:.2f}" for p in slow)
+            self.note(f"{preset} {res}^2: {', '.join(slow)} is emulated on this {self.device.type} (peak "
+                      f"{peaks} GFLOP/s): "
+                      f"{'batch 1 only, eager' if res < 64 else 'not measured at this size'}")
+        for b in sorted({1, best_batch}):
+            for prec, cl, comp in variants + (compiled if (b == best_batch or not self.cpu) else []):
+                if self.slow(prec) and (b > 1 or comp or res >= 64):
+                    continue
+                try:
+                    r = g_inference(cfg, res, b, self.device, DTYPES[prec], cl, comp, min_time=self.min_time)
+                except torch.OutOfMemoryError:
+                    self.note(f"{preset} {res}^2 batch {b} {prec}: out of memory")
+                    continue
+                except Exception as e:  # torch.compile without a compiler, say: report it, go on
+                    self.note(f"{preset} {res}^2 batch {b} {prec} compile={comp}: failed ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:100] if str(e) else ''})")
+                    continue
+                self.inference_row(preset, res, b, prec, cl, comp, flops, r)
 
     def bound(self, what: str, fn, flops: float, calls_per_s: float) -> None:
         """Memory or compute bound on the CPU: arithmetic intensity against the machine balance, and the share of
@@ -532,77 +538,104 @@ class Bench:
 
     # -- training
 
+    TRAINING = "Training step (D: logistic + R1, G: non-saturating + mixing)"
+    TRAINING_COLUMNS = ["preset", "res", "batch", "precision", "layout", "R1", "img/s", "sec/kimg", "GFLOP/img",
+                        "TFLOP/s", "% peak", "peak MiB"]
+
     def training(self, train_preset: str, cfg: NetworkConfig | None = None, resolutions: list[int] | None = None,
                  batch_cap: int | None = None, iters: int = 3) -> None:
-        cols = ["preset", "res", "batch", "precision", "layout", "R1", "img/s", "sec/kimg", "GFLOP/img", "TFLOP/s",
-                "% peak", "peak MiB"]
-        rows = self.table("Training step (D: logistic + R1, G: non-saturating + mixing)", cols)
+        """train.py's training step at each resolution of the preset's schedule, in the variants of
+        training_variants, then the schedule average and (CPU, cpu preset) the memory-or-compute analysis."""
         p = TRAIN_PRESETS[train_preset]
         cfg = cfg or PRESETS[p["network"]]
         kimg = schedule_kimg(train_preset)
         resolutions = resolutions or sorted(kimg)
-        spk = {}
+        spk = {}  # fp32 NCHW sec/kimg with R1 at each resolution
         for res in resolutions:
             batch = int(p["batch"].get(res, 32))
             if batch_cap and batch > batch_cap:
                 self.note(f"training {train_preset} {res}^2: batch {batch_cap} instead of the preset's {batch} "
                           f"(CPU time budget)")
                 batch = batch_cap
-            variants = [("fp32", False, True)]
-            if not self.quick:
-                if self.cpu and train_preset == "cpu":
-                    variants += [("fp32", True, True), ("fp32", False, False)]
-                    if res == resolutions[-1]:
-                        variants += [("bf16", False, True)]
-                elif not self.cpu:
-                    variants += [("bf16", False, True), ("bf16", True, True), ("bf16", False, False)]
-            for prec, cl, r1 in variants:
-                n, b_used = iters, batch
-                if self.slow(prec):  # emulated precision: the smallest batch, one step
-                    n, b_used = 1, 2
-                    self.note(f"training {train_preset} {res}^2 {prec}: emulated on this {self.device.type}, "
-                              f"measured at batch 2, one step")
-                try:
-                    r = train_step_throughput(cfg, res, b_used, self.device, DTYPES[prec], iters=n, gamma=p["gamma"],
-                                              r1=r1, channels_last=cl, min_time=self.min_time)
-                except torch.OutOfMemoryError:
-                    self.note(f"training {train_preset} {res}^2 batch {batch} {prec}: out of memory")
+            for prec, cl, r1 in self.training_variants(train_preset, res, resolutions[-1]):
+                row = self.training_row(train_preset, cfg, res, batch, prec, cl, r1, iters)
+                if row is None:
                     continue
-                rate = r["flops_per_img"] * r["img_s"]
-                row = {"preset": train_preset, "res": res, "batch": b_used, "precision": prec,
-                       "layout": "channels_last" if cl else "NCHW", "R1": "every step" if r1 else "none",
-                       "img/s": r["img_s"], "sec/kimg": r["sec_per_kimg"], "GFLOP/img": r["flops_per_img"] / 1e9,
-                       "TFLOP/s": rate / 1e12, "% peak": 100 * self.ratio(rate, prec), "peak MiB": r["mem_mb"]}
-                rows.append(row)
-                self.log(live_row(row, cols, len(rows) == 1))
                 if (prec, cl, r1) == ("fp32", False, True):
-                    spk[res] = r["sec_per_kimg"]
-                if not r1:  # lazy R1 every 16 steps (StyleGAN2), from the two measurements
-                    full = next(x for x in rows[::-1] if x["res"] == res and x["precision"] == prec
-                                and x["R1"] == "every step" and x["layout"] == "NCHW")
-                    lazy = (15 * r["sec_per_kimg"] + full["sec/kimg"]) / 16
-                    self.note(f"training {train_preset} {res}^2 {prec}: lazy R1 (every 16 steps) would give "
-                              f"{lazy:.1f} sec/kimg against {full['sec/kimg']:.1f} with R1 every step "
-                              f"({full['sec/kimg'] / lazy:.2f}x)")
+                    spk[res] = row["sec/kimg"]
+                if not r1:
+                    self.lazy_r1_note(train_preset, row)
         if all(r in spk for r in kimg):
-            avg = sum(kimg[r] * spk[r] for r in kimg) / sum(kimg.values())
-            total_days = avg * sum(kimg.values()) / 86400
-            line = (f"training {train_preset}: {avg:.1f} sec/kimg averaged over the whole schedule "
-                    f"({sum(kimg.values()):,.0f} kimg, {total_days:.2f} days) in fp32 at the batches above")
-            if train_preset == "ffhq1024":
-                line += f"; official StyleGAN on one V100: about {V100_SEC_PER_KIMG_1024} sec/kimg"
-            self.note(line)
+            self.schedule_note(train_preset, kimg, spk)
         if self.cpu and not self.quick and train_preset == "cpu":
-            res = resolutions[-1]
-            batch = int(p["batch"].get(res, 32))
-            torch.manual_seed(0)
-            G, D = Generator(cfg).train(), Discriminator(cfg).train()
-            opt_G, opt_D = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
-            fn = train_step_fn(G, D, opt_G, opt_D, copy.deepcopy(G), res, batch, self.device, torch.float32,
-                               p["gamma"])
-            fn()
-            full = next(x for x in rows if x["res"] == res and x["precision"] == "fp32" and x["R1"] == "every step")
-            self.bound(f"training step {train_preset} {res}^2 batch {batch} fp32", fn,
+            self.training_bound(train_preset, cfg, resolutions[-1])
+
+    def training_variants(self, train_preset: str, res: int, last_res: int) -> list[tuple[str, bool, bool]]:
+        """(precision, channels_last, R1 every step) to measure at `res`."""
+        variants = [("fp32", False, True)]
+        if not self.quick:
+            if self.cpu and train_preset == "cpu":
+                variants += [("fp32", True, True), ("fp32", False, False)]
+                if res == last_res:
+                    variants += [("bf16", False, True)]
+            elif not self.cpu:
+                variants += [("bf16", False, True), ("bf16", True, True), ("bf16", False, False)]
+        return variants
+
+    def training_row(self, train_preset: str, cfg: NetworkConfig, res: int, batch: int, prec: str, cl: bool,
+                     r1: bool, iters: int) -> dict | None:
+        """One timed row of the training table (None when it ran out of memory)."""
+        rows = self.table(self.TRAINING, self.TRAINING_COLUMNS)
+        if self.slow(prec):  # emulated precision: the smallest batch, one step
+            iters, batch = 1, 2
+            self.note(f"training {train_preset} {res}^2 {prec}: emulated on this {self.device.type}, "
+                      f"measured at batch 2, one step")
+        try:
+            r = train_step_throughput(cfg, res, batch, self.device, DTYPES[prec], iters=iters,
+                                      gamma=TRAIN_PRESETS[train_preset]["gamma"], r1=r1, channels_last=cl,
+                                      min_time=self.min_time, train_preset=train_preset)
+        except torch.OutOfMemoryError:
+            self.note(f"training {train_preset} {res}^2 batch {batch} {prec}: out of memory")
+            return None
+        rate = r["flops_per_img"] * r["img_s"]
+        row = {"preset": train_preset, "res": res, "batch": batch, "precision": prec,
+               "layout": "channels_last" if cl else "NCHW", "R1": "every step" if r1 else "none",
+               "img/s": r["img_s"], "sec/kimg": r["sec_per_kimg"], "GFLOP/img": r["flops_per_img"] / 1e9,
+               "TFLOP/s": rate / 1e12, "% peak": 100 * self.ratio(rate, prec), "peak MiB": r["mem_mb"]}
+        rows.append(row)
+        self.log(live_row(row, self.TRAINING_COLUMNS, len(rows) == 1))
+        return row
+
+    def lazy_r1_note(self, train_preset: str, no_r1: dict) -> None:
+        """Lazy R1 every 16 steps (StyleGAN2), estimated from an "R1 none" row and its "every step" row."""
+        rows = self.table(self.TRAINING, self.TRAINING_COLUMNS)
+        res, prec = no_r1["res"], no_r1["precision"]
+        full = next(x for x in rows[::-1] if x["res"] == res and x["precision"] == prec
+                    and x["R1"] == "every step" and x["layout"] == "NCHW")
+        lazy = (15 * no_r1["sec/kimg"] + full["sec/kimg"]) / 16
+        self.note(f"training {train_preset} {res}^2 {prec}: lazy R1 (every 16 steps) would give "
+                  f"{lazy:.1f} sec/kimg against {full['sec/kimg']:.1f} with R1 every step "
+                  f"({full['sec/kimg'] / lazy:.2f}x)")
+
+    def schedule_note(self, train_preset: str, kimg: dict[int, float], spk: dict[int, float]) -> None:
+        """sec/kimg averaged over the preset's whole schedule, each resolution weighted by its images."""
+        avg = sum(kimg[r] * spk[r] for r in kimg) / sum(kimg.values())
+        total_days = avg * sum(kimg.values()) / 86400
+        line = (f"training {train_preset}: {avg:.1f} sec/kimg averaged over the whole schedule "
+                f"({sum(kimg.values()):,.0f} kimg, {total_days:.2f} days) in fp32 at the batches above")
+        if train_preset == "ffhq1024":
+            line += f"; official StyleGAN on one V100: about {V100_SEC_PER_KIMG_1024} sec/kimg"
+        self.note(line)
+
+    def training_bound(self, train_preset: str, cfg: NetworkConfig, res: int) -> None:
+        """Memory or compute bound: the fp32 NCHW step with R1 at `res` and the preset's batch."""
+        rows = self.table(self.TRAINING, self.TRAINING_COLUMNS)
+        batch = int(TRAIN_PRESETS[train_preset]["batch"].get(res, 32))
+        full = next(x for x in rows if x["res"] == res and x["precision"] == "fp32" and x["R1"] == "every step")
+        with training_step(cfg, res, batch, self.device, gamma=TRAIN_PRESETS[train_preset]["gamma"],
+                           train_preset=train_preset) as step:
+            step()  # the Adam states
+            self.bound(f"training step {train_preset} {res}^2 batch {batch} fp32", step,
                        full["GFLOP/img"] * 1e9 * batch, full["img/s"] / batch)
 
     def metrics(self, preset: str, cfg: NetworkConfig, num: int) -> None:
@@ -627,10 +660,10 @@ class Bench:
 
 
 def targets(bench: Bench) -> list[str]:
-    """The issue's targets, checked against the measured tables."""
+    """The project's efficiency targets (% of the measured peak), checked against the measured tables."""
     out = []
     inf = bench.tables.get("Generator inference", (None, []))[1]
-    trn = bench.tables.get("Training step (D: logistic + R1, G: non-saturating + mixing)", (None, []))[1]
+    trn = bench.tables.get(Bench.TRAINING, (None, []))[1]
     best = lambda rows: max(rows, key=lambda r: r["% peak"]) if rows else None
 
     def check(label, rows, goal):

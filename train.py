@@ -614,12 +614,254 @@ def cpu_threads(requested: int = 0) -> int:
     return max(1, cores // max(local, 1))
 
 
+def make_networks(cfg: TrainConfig, accel, init: InitSource | None = None):
+    """G, D, G_ema and the two Adam optimizers, the same on every process, prepared by `accel`: G, D and the
+    optimizers come back wrapped for distributed training where it applies (unwrap them with accel.unwrap_model)."""
+    from accelerate.utils import set_seed
+
+    net_cfg = NetworkConfig.from_dict(cfg.network)
+    set_seed(cfg.seed)  # the same initial networks on every process, whatever their number
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    G, D = Generator(net_cfg).train().to(memory_format=layout), Discriminator(net_cfg).train().to(memory_format=layout)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    if init is not None:
+        load_init_weights(init, G, G_ema, D)
+    set_seed(cfg.seed, device_specific=True)  # then seed + rank: every process draws its own latents
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_D = torch.optim.Adam(trainable_d_parameters(D, cfg.freeze_d), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
+    G, D, opt_G, opt_D = accel.prepare(G, D, opt_G, opt_D)
+    G_ema.to(accel.device)
+    return G, D, G_ema, opt_G, opt_D
+
+
+class TrainStep:
+    """One training iteration: a D step, a G step, then the w_avg and EMA updates. train() runs it on every
+    minibatch and bench.py times it, so the benchmark measures exactly what training runs.
+
+    G, D, opt_G and opt_D are as `accel.prepare` returned them (see make_networks); the learning rate, resolution
+    and fade-in come from the phase of each call."""
+
+    def __init__(self, cfg: TrainConfig, accel, G, D, G_ema: Generator, opt_G, opt_D):
+        self.cfg, self.accel = cfg, accel
+        self.G, self.D, self.G_ema, self.opt_G, self.opt_D = G, D, G_ema, opt_G, opt_D
+        self.G_raw, self.D_raw = accel.unwrap_model(G), accel.unwrap_model(D)
+        self.z_dim, self.device = self.G_raw.cfg.z_dim, accel.device
+        # DiffAugment: D sees reals and fakes, in both steps, through the same kind of random transformation.
+        self.aug = (lambda x: augment.diff_augment(x, cfg.diffaugment)) if cfg.diffaugment else (lambda x: x)
+
+    def mixing_args(self, batch: int, res: int) -> dict:
+        """Style-mixing regularization (paper Sec. 3.1) for one generator call: with probability `style_mixing`, a
+        second latent takes over from one crossover layer per minibatch, drawn among the layers in use."""
+        n_layers = self.G_raw.num_ws_at(res)
+        if self.cfg.style_mixing > 0 and torch.rand(()) < self.cfg.style_mixing and n_layers > 1:
+            return dict(mix_z=torch.randn(batch, self.z_dim, device=self.device),
+                        mix_layer=int(torch.randint(1, n_layers, ())))
+        return {}
+
+    def ema_beta(self, batch: int, cur_nimg: int) -> float:
+        half_life = self.cfg.ema_kimg * 1000
+        if self.cfg.ema_rampup:
+            half_life = min(half_life, cur_nimg * self.cfg.ema_rampup)
+        return 0.5 ** (batch / max(half_life, 1e-8))
+
+    def __call__(self, real: torch.Tensor, phase: Phase, step: int, cur_nimg: int) -> torch.Tensor:
+        """One iteration on this process's reals (in [-1, 1] at phase.res), the `step`-th of the run, with
+        `cur_nimg` images shown before it. Returns the D loss, the penalty and the G loss, averaged over processes."""
+        cfg, accel, device = self.cfg, self.accel, self.device
+        G, D, G_raw, D_raw, aug = self.G, self.D, self.G_raw, self.D_raw, self.aug
+        res, alpha = phase.res, phase.alpha
+        for opt in (self.opt_G, self.opt_D):
+            for group in opt.param_groups:
+                group["lr"] = phase.lr
+        b = real.shape[0]
+
+        # ---- Discriminator step: loss on fakes and reals, with R1 (or the WGAN-GP penalty)
+        D_raw.requires_grad_(True)
+        with torch.no_grad(), accel.autocast():  # the fakes D sees are mixed too, as in the official G_style
+            fake = G_raw(torch.randn(b, self.z_dim, device=device), res=res, alpha=alpha, **self.mixing_args(b, res))
+        do_r1 = cfg.loss == "logistic" and cfg.gamma > 0 and step % cfg.r1_interval == 0
+        real = real.detach().requires_grad_(do_r1)
+        with accel.autocast():
+            real_logits = D(aug(real), res=res, alpha=alpha).float()
+            fake_logits = D(aug(fake.detach()), res=res, alpha=alpha).float()
+            if cfg.loss == "logistic":
+                d_loss = d_logistic_loss(real_logits, fake_logits)
+                scale = accel.scaler.get_scale() if accel.scaler is not None else 1.0
+                pen = r1_penalty(real_logits, real, scale) if do_r1 else torch.zeros((), device=device)
+                # lazy R1 (StyleGAN2): applied every r1_interval steps, so weighted r1_interval times more
+                d_total = d_loss + pen * (cfg.r1_weight(res) / 2) * cfg.r1_interval
+            else:  # WGAN-GP with epsilon drift 0.001 (ProGAN / the paper's CelebA-HQ runs)
+                d_loss = fake_logits.mean() - real_logits.mean()
+                pen = wgan_gp_penalty(D, real.detach(), fake.detach(), res, alpha)
+                d_total = d_loss + cfg.gamma * pen + 0.001 * real_logits.square().mean()
+        self.opt_D.zero_grad(set_to_none=True)
+        accel.backward(d_total)
+        bad_d = not torch.isfinite(d_total.detach())
+        if not bad_d:
+            self.opt_D.step()
+
+        # ---- Generator step: non-saturating loss, with style-mixing regularization
+        D_raw.requires_grad_(False)
+        z = torch.randn(b, self.z_dim, device=device)
+        with accel.autocast():
+            fake, w = G(z, res=res, alpha=alpha, return_w=True, **self.mixing_args(b, res))
+            # D is called unwrapped here: its parameters need no gradient, so its DDP hooks must not fire.
+            fake_logits = D_raw(aug(fake), res=res, alpha=alpha).float()
+            g_loss = g_nonsaturating_loss(fake_logits) if cfg.loss == "logistic" else -fake_logits.mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        accel.backward(g_loss)
+        losses = accel.reduce(torch.stack([d_loss.detach(), pen.detach(), g_loss.detach()]).float(), "mean")
+        if bad_d or not torch.isfinite(losses).all():
+            raise FloatingPointError(f"loss became {losses.tolist()} at kimg {cur_nimg / 1000:.1f}")
+        self.opt_G.step()
+
+        # ---- w_avg (over all processes) and EMA
+        G_raw.update_w_avg(accel.gather(w.detach().float()), cfg.w_avg_beta)
+        with torch.no_grad():
+            beta = self.ema_beta(phase.batch, cur_nimg)
+            for p_ema, p in zip(self.G_ema.parameters(), G_raw.parameters()):
+                p_ema.lerp_(p.detach().float(), 1 - beta)
+            for b_ema, b_ in zip(self.G_ema.buffers(), G_raw.buffers()):
+                b_ema.copy_(b_)
+        return losses
+
+
+def phase_batches(dataset, cfg: TrainConfig, phase: Phase, cur_nimg: int, total_nimg: int, accel,
+                  loader_gen: torch.Generator):
+    """This process's minibatches from cur_nimg to the end of the phase (rounded up to whole global batches), in
+    the order a pure function of cur_nimg gives, so that a resumed run reads what an uninterrupted one would."""
+    world = accel.num_processes
+    stop = min(phase.end_nimg or total_nimg, total_nimg)
+    stop = cur_nimg + math.ceil((stop - cur_nimg) / phase.batch) * phase.batch
+    loader_gen.manual_seed(cfg.seed * 7919 + cur_nimg)  # worker seeds: a function of cur_nimg too
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=phase.batch // world, sampler=StreamSampler(len(dataset), cfg.seed, cur_nimg, stop),
+        num_workers=cfg.workers, drop_last=True, generator=loader_gen,
+        persistent_workers=False, pin_memory=accel.device.type == "cuda")
+    return iter(accel.prepare_data_loader(loader, device_placement=True))
+
+
+def start_run_folder(run_dir: Path, cfg: TrainConfig, dataset, accel) -> None:
+    """The main process writes config.json and a grid of the first reals, and starts the tensorboard logs."""
+    if not accel.is_main_process:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    accel.init_trackers("logs")
+    reals = torch.stack([dataset[i][0] for i in range(min(32, len(dataset)))])
+    save_grid(reals.permute(0, 2, 3, 1).numpy(), run_dir / "reals.png", cols=8)
+
+
+def load_checkpoint_state(accel, resume: Path, G_ema: Generator) -> tuple[int, dict, tuple | None]:
+    """Models, optimizers and RNG states (weights-only loading) from `resume`; returns cur_nimg, the run's timing
+    stats and the phase the Adam states belong to."""
+    accel.load_state(str(resume))
+    G_ema.load_state_dict(load_network(resume / "G_ema").state_dict())
+    state = json.loads((resume / "state.json").read_text())
+    return state["cur_nimg"], state["stats"], tuple(state["phase_key"]) if state.get("phase_key") else None
+
+
+def save_checkpoint(accel, run_dir: Path, cfg: TrainConfig, G_ema: Generator, G_raw, D_raw, cur_nimg: int,
+                    stats: dict, opt_key: tuple | None, final: bool = False) -> None:
+    """Every process calls save_state into a temporary folder; the main process adds G_ema and the JSON state,
+    renames it into place, and only then deletes the oldest checkpoint and rewrites the network. A failed write
+    (a full disk) removes the partial folder and stops the run with the previous checkpoint and network intact."""
+    main = accel.is_main_process
+    ckdir = run_dir / "checkpoints"
+    tmp = ckdir / f"ckpt-{cur_nimg:09d}.tmp"
+    dest = ckdir / f"ckpt-{cur_nimg:09d}"
+    if main and tmp.exists():
+        shutil.rmtree(tmp)
+    accel.wait_for_everyone()
+    why = None  # the text only: a kept exception would keep the failed writer's file open, and its space taken
+    try:
+        accel.save_state(str(tmp))
+        if main:
+            save_network(G_ema, tmp / "G_ema")
+            (tmp / "state.json").write_text(json.dumps({"cur_nimg": cur_nimg, "stats": stats, "phase_key": opt_key}) + "\n")
+    except WRITE_ERRORS as e:
+        why = write_error(e)
+    if accel.reduce(torch.tensor([float(why is not None)], device=accel.device), "sum").item():  # on any process
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        need = 3 * fp32_bytes(G_raw, D_raw) + fp32_bytes(G_ema)  # G and D with two Adam moments each, G_ema
+        prev = latest_checkpoint(run_dir)
+        raise write_failed(dest, why or "a write failed on another process", need,
+                           f"{prev.name} and the network are intact: free some space, then continue with "
+                           f"--resume {run_dir}" if prev else "Nothing was saved yet: free some space, then start "
+                           "the run again", run_dir)
+    if main:
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+        old = sorted(ckdir.glob("ckpt-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
+        for p in old[:-cfg.keep_checkpoints]:
+            shutil.rmtree(p, ignore_errors=True)
+        try:
+            save_network(G_ema, run_dir / "network", extra={"kimg": cur_nimg / 1000, "final": final,
+                                                          "data": cfg.data, "run": run_dir.name,
+                                                          "preset": cfg.preset, "mirror": cfg.mirror,
+                                                          "pad": cfg.pad})
+        except WRITE_ERRORS as e:  # each file is written atomically: the previous network stays whole
+            why = write_error(e)
+        if why is not None:
+            raise write_failed(run_dir / "network", why, fp32_bytes(G_ema), f"The network stays loadable and "
+                               f"{dest.name} is complete: free some space, then continue with --resume {run_dir}",
+                               run_dir)
+    accel.wait_for_everyone()
+
+
+def save_snapshot_images(accel, G_ema: Generator, grid_z: torch.Tensor, phase: Phase, run_dir: Path,
+                         cur_nimg: int) -> None:
+    """G_ema's images of the fixed grid latents, at the final resolution, to samples/ and tensorboard."""
+    with torch.no_grad():
+        img = G_ema(grid_z, res=phase.res, alpha=phase.alpha, noise_mode="const")
+    img = F.interpolate(img, size=G_ema.cfg.resolution, mode="nearest")
+    grid = save_grid(to_uint8(img), run_dir / "samples" / f"fakes-{cur_nimg:09d}.png", cols=8)
+    accel.get_tracker("tensorboard").writer.add_image("fakes", grid, cur_nimg, dataformats="HWC")
+
+
+def log_step(accel, bar, phase: Phase, losses: torch.Tensor, cur_nimg: int, dt: float) -> None:
+    """The progress bar's status and the tracker's scalars after one step (main process)."""
+    bar.update(phase.batch / 1000)
+    bar.set_postfix_str(f"res {phase.res} alpha {phase.alpha:.2f} D {losses[0]:.3f} G {losses[2]:.3f} "
+                        f"R1 {losses[1]:.3f} {1000 * dt / phase.batch:.1f} s/kimg", refresh=False)
+    accel.log({"loss/D": losses[0].item(), "loss/G": losses[2].item(), "loss/penalty": losses[1].item(),
+               "progress/resolution": phase.res, "progress/alpha": phase.alpha, "progress/kimg": cur_nimg / 1000,
+               "perf/images_per_sec": phase.batch / max(dt, 1e-9), "lr": phase.lr}, step=cur_nimg)
+
+
+def tick_line(phase: Phase, losses: torch.Tensor, cur_nimg: int, sec_kimg: float) -> str:
+    """The status line printed every tick_kimg."""
+    return (f"kimg {cur_nimg / 1000:8.1f}  res {phase.res:4d}  alpha {phase.alpha:4.2f}  "
+            f"batch {phase.batch:4d}  lossD {losses[0]:7.4f}  lossG {losses[2]:7.4f}  "
+            f"pen {losses[1]:7.4f}  sec/kimg {sec_kimg:7.2f}")
+
+
+def add_res_time(stats: dict, res_time: dict) -> None:
+    """Add the training-step seconds and images per resolution since the last tick to the run's totals."""
+    for r, (t, n) in res_time.items():
+        s = stats["sec_per_kimg"].setdefault(str(r), [0.0, 0])
+        s[0] += t
+        s[1] += n
+
+
+def steps_taken(cur_nimg: int, cfg: TrainConfig) -> int:
+    """Training iterations that show the first cur_nimg images (each shows one global batch of the phase it starts
+    in): a pure function of cur_nimg, so a resumed run applies lazy R1 on the steps an uninterrupted one would."""
+    nimg = step = 0
+    while nimg < cur_nimg:
+        phase = schedule(nimg, cfg)
+        n = math.ceil((min(phase.end_nimg or cur_nimg, cur_nimg) - nimg) / phase.batch)
+        nimg, step = nimg + n * phase.batch, step + n
+    return step
+
+
 def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=print,
           init: InitSource | None = None) -> dict:
     """Train from scratch, from the weights `init` (fine-tuning) or from the checkpoint `resume` (which wins over
     `init`); returns a summary (also for the tests)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
-    from accelerate.utils import set_seed
     from tqdm import tqdm
 
     import data as data_module
@@ -641,120 +883,34 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     if dataset[0][0].shape[0] != net_cfg.img_channels:
         raise UsageError(f"the network makes {net_cfg.img_channels}-channel images but {cfg.data} has "
                          f"{dataset[0][0].shape[0]} channels: train on data with as many channels as the network")
-    set_seed(cfg.seed)  # the same initial networks on every process, whatever their number
+    init = init if resume is None else None
+    G, D, G_ema, opt_G, opt_D = make_networks(cfg, accel, init)
+    if init is not None and main:
+        log_fn(f"fine-tuning from {init.description}" +
+               ("; it holds no discriminator, so D starts from random weights" if init.D is None else ""))
+    train_step = TrainStep(cfg, accel, G, D, G_ema, opt_G, opt_D)
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    G, D = Generator(net_cfg).train().to(memory_format=layout), Discriminator(net_cfg).train().to(memory_format=layout)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    if init is not None and resume is None:
-        load_init_weights(init, G, G_ema, D)
-        if main:
-            log_fn(f"fine-tuning from {init.description}" +
-                   ("; it holds no discriminator, so D starts from random weights" if init.D is None else ""))
-    set_seed(cfg.seed, device_specific=True)  # then seed + rank: every process draws its own latents
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
-    opt_D = torch.optim.Adam(trainable_d_parameters(D, cfg.freeze_d), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
-    # DiffAugment: D sees reals and fakes, in both steps, through the same kind of random transformation.
-    aug = (lambda x: augment.diff_augment(x, cfg.diffaugment)) if cfg.diffaugment else (lambda x: x)
-    G, D, opt_G, opt_D = accel.prepare(G, D, opt_G, opt_D)
-    G_ema.to(device)
-    G_raw, D_raw = accel.unwrap_model(G), accel.unwrap_model(D)
 
     cur_nimg, stats, opt_key = 0, {"sec_per_kimg": {}}, None  # opt_key: the phase the Adam states belong to
     if resume is not None:
-        accel.load_state(str(resume))  # models (safetensors), optimizers and RNG states (weights-only loading)
-        G_ema.load_state_dict(load_network(resume / "G_ema").state_dict())
-        state = json.loads((resume / "state.json").read_text())
-        cur_nimg, stats = state["cur_nimg"], state["stats"]
-        opt_key = tuple(state["phase_key"]) if state.get("phase_key") else None
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-        accel.init_trackers("logs")
-        reals = torch.stack([dataset[i][0] for i in range(min(32, len(dataset)))])
-        save_grid(reals.permute(0, 2, 3, 1).numpy(), run_dir / "reals.png", cols=8)
+        cur_nimg, stats, opt_key = load_checkpoint_state(accel, resume, G_ema)
+    start_run_folder(run_dir, cfg, dataset, accel)
     grid_z = seed_to_z(range(32), net_cfg.z_dim).to(device)
+
+    def checkpoint(final: bool = False):
+        save_checkpoint(accel, run_dir, cfg, G_ema, train_step.G_raw, train_step.D_raw, cur_nimg, stats, opt_key,
+                        final)
 
     total_nimg = int(cfg.kimg * 1000)
     loader_it, loader_key, loader_gen = None, None, torch.Generator()
     tick_start_nimg, tick_start_time = cur_nimg, time.time()
     res_time = {}
-
-    def mixing_args(batch: int, res: int) -> dict:
-        """Style-mixing regularization (paper Sec. 3.1) for one generator call: with probability `style_mixing`, a
-        second latent takes over from one crossover layer per minibatch, drawn among the layers in use."""
-        n_layers = G_raw.num_ws_at(res)
-        if cfg.style_mixing > 0 and torch.rand(()) < cfg.style_mixing and n_layers > 1:
-            return dict(mix_z=torch.randn(batch, net_cfg.z_dim, device=device),
-                        mix_layer=int(torch.randint(1, n_layers, ())))
-        return {}
-
-    def ema_beta_for(batch: int) -> float:
-        half_life = cfg.ema_kimg * 1000
-        if cfg.ema_rampup:
-            half_life = min(half_life, cur_nimg * cfg.ema_rampup)
-        return 0.5 ** (batch / max(half_life, 1e-8))
-
     bar = tqdm(total=cfg.kimg, initial=cur_nimg / 1000, unit="kimg", disable=not main, dynamic_ncols=True,
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} kimg [{elapsed}<{remaining}{postfix}]")
-    step = 0
+    step = steps_taken(cur_nimg, cfg)
     summary = {"first_batch": None, "rank": rank, "world": world}
     next_tick = (cur_nimg // int(cfg.tick_kimg * 1000) + 1) * int(cfg.tick_kimg * 1000)
     next_snap = (cur_nimg // int(cfg.snap_kimg * 1000) + 1) * int(cfg.snap_kimg * 1000)
-
-    def checkpoint(final: bool = False):
-        """Every process calls save_state into a temporary folder; the main process adds G_ema and the JSON state,
-        renames it into place, and only then deletes the oldest checkpoint and rewrites the network. A failed write
-        (a full disk) removes the partial folder and stops the run with the previous checkpoint and network intact."""
-        ckdir = run_dir / "checkpoints"
-        tmp = ckdir / f"ckpt-{cur_nimg:09d}.tmp"
-        dest = ckdir / f"ckpt-{cur_nimg:09d}"
-        if main and tmp.exists():
-            shutil.rmtree(tmp)
-        accel.wait_for_everyone()
-        why = None  # the text only: a kept exception would keep the failed writer's file open, and its space taken
-        try:
-            accel.save_state(str(tmp))
-            if main:
-                save_network(G_ema, tmp / "G_ema")
-                (tmp / "state.json").write_text(json.dumps({"cur_nimg": cur_nimg, "stats": stats, "phase_key": opt_key}) + "\n")
-        except WRITE_ERRORS as e:
-            why = write_error(e)
-        if accel.reduce(torch.tensor([float(why is not None)], device=device), "sum").item():  # on any process
-            if main:
-                shutil.rmtree(tmp, ignore_errors=True)
-            need = 3 * fp32_bytes(G_raw, D_raw) + fp32_bytes(G_ema)  # G and D with two Adam moments each, G_ema
-            prev = latest_checkpoint(run_dir)
-            raise write_failed(dest, why or "a write failed on another process", need,
-                               f"{prev.name} and the network are intact: free some space, then continue with "
-                               f"--resume {run_dir}" if prev else "Nothing was saved yet: free some space, then start "
-                               "the run again", run_dir)
-        if main:
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
-            old = sorted(ckdir.glob("ckpt-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
-            for p in old[:-cfg.keep_checkpoints]:
-                shutil.rmtree(p, ignore_errors=True)
-            try:
-                save_network(G_ema, run_dir / "network", extra={"kimg": cur_nimg / 1000, "final": final,
-                                                              "data": cfg.data, "run": run_dir.name,
-                                                              "preset": cfg.preset, "mirror": cfg.mirror,
-                                                              "pad": cfg.pad})
-            except WRITE_ERRORS as e:  # each file is written atomically: the previous network stays whole
-                why = write_error(e)
-            if why is not None:
-                raise write_failed(run_dir / "network", why, fp32_bytes(G_ema), f"The network stays loadable and "
-                                   f"{dest.name} is complete: free some space, then continue with --resume {run_dir}",
-                                   run_dir)
-        accel.wait_for_everyone()
-
-    def snapshot_images(phase: Phase):
-        with torch.no_grad():
-            img = G_ema(grid_z, res=phase.res, alpha=phase.alpha, noise_mode="const")
-        img = F.interpolate(img, size=net_cfg.resolution, mode="nearest")
-        grid = save_grid(to_uint8(img), run_dir / "samples" / f"fakes-{cur_nimg:09d}.png", cols=8)
-        accel.get_tracker("tensorboard").writer.add_image("fakes", grid, cur_nimg, dataformats="HWC")
-
     try:
         while cur_nimg < total_nimg:
             phase = schedule(cur_nimg, cfg)
@@ -766,14 +922,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
                     opt.optimizer.state.clear()
             opt_key = phase.key
             if phase.key != loader_key or loader_it is None:
-                stop = min(phase.end_nimg or total_nimg, total_nimg)
-                stop = cur_nimg + math.ceil((stop - cur_nimg) / phase.batch) * phase.batch
-                loader_gen.manual_seed(cfg.seed * 7919 + cur_nimg)  # worker seeds: a function of cur_nimg too
-                loader = torch.utils.data.DataLoader(
-                    dataset, batch_size=phase.batch // world, sampler=StreamSampler(len(dataset), cfg.seed, cur_nimg, stop),
-                    num_workers=cfg.workers, drop_last=True, generator=loader_gen,
-                    persistent_workers=False, pin_memory=device.type == "cuda")
-                loader_it, loader_key = iter(accel.prepare_data_loader(loader, device_placement=True)), phase.key
+                loader_it, loader_key = phase_batches(dataset, cfg, phase, cur_nimg, total_nimg, accel, loader_gen), phase.key
             try:
                 real_u8, _labels = next(loader_it)
             except StopIteration:
@@ -781,61 +930,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
                 continue
             if summary["first_batch"] is None:
                 summary["first_batch"] = real_u8[:4].float().mean().item()
-            for opt in (opt_G, opt_D):
-                for group in opt.param_groups:
-                    group["lr"] = phase.lr
-            b = real_u8.shape[0]
             real = prepare_reals(real_u8.to(device), phase, cfg.mirror).contiguous(memory_format=layout)
             t0 = time.time()
-
-            # ---- Discriminator step: loss on fakes and reals, with R1 (or the WGAN-GP penalty)
-            D_raw.requires_grad_(True)
-            with torch.no_grad(), accel.autocast():  # the fakes D sees are mixed too, as in the official G_style
-                fake = G_raw(torch.randn(b, net_cfg.z_dim, device=device), res=phase.res, alpha=phase.alpha,
-                             **mixing_args(b, phase.res))
-            do_r1 = cfg.loss == "logistic" and cfg.gamma > 0 and step % cfg.r1_interval == 0
-            real.requires_grad_(do_r1)
-            with accel.autocast():
-                real_logits = D(aug(real), res=phase.res, alpha=phase.alpha).float()
-                fake_logits = D(aug(fake.detach()), res=phase.res, alpha=phase.alpha).float()
-                if cfg.loss == "logistic":
-                    d_loss = d_logistic_loss(real_logits, fake_logits)
-                    scale = accel.scaler.get_scale() if accel.scaler is not None else 1.0
-                    pen = r1_penalty(real_logits, real, scale) if do_r1 else torch.zeros((), device=device)
-                    d_total = d_loss + pen * (cfg.r1_weight(phase.res) / 2) * cfg.r1_interval
-                else:  # WGAN-GP with epsilon drift 0.001 (ProGAN / the paper's CelebA-HQ runs)
-                    d_loss = fake_logits.mean() - real_logits.mean()
-                    pen = wgan_gp_penalty(D, real.detach(), fake.detach(), phase.res, phase.alpha)
-                    d_total = d_loss + cfg.gamma * pen + 0.001 * real_logits.square().mean()
-            opt_D.zero_grad(set_to_none=True)
-            accel.backward(d_total)
-            bad_d = not torch.isfinite(d_total.detach())
-            if not bad_d:
-                opt_D.step()
-
-            # ---- Generator step: non-saturating loss, with style-mixing regularization
-            D_raw.requires_grad_(False)
-            z = torch.randn(b, net_cfg.z_dim, device=device)
-            with accel.autocast():
-                fake, w = G(z, res=phase.res, alpha=phase.alpha, return_w=True, **mixing_args(b, phase.res))
-                # D is called unwrapped here: its parameters need no gradient, so its DDP hooks must not fire.
-                g_loss = (g_nonsaturating_loss(D_raw(aug(fake), res=phase.res, alpha=phase.alpha).float())
-                          if cfg.loss == "logistic" else -D_raw(aug(fake), res=phase.res, alpha=phase.alpha).float().mean())
-            opt_G.zero_grad(set_to_none=True)
-            accel.backward(g_loss)
-            losses = accel.reduce(torch.stack([d_loss.detach(), pen.detach(), g_loss.detach()]).float(), "mean")
-            if bad_d or not torch.isfinite(losses).all():
-                raise FloatingPointError(f"loss became {losses.tolist()} at kimg {cur_nimg / 1000:.1f}")
-            opt_G.step()
-
-            # ---- w_avg (over all processes), EMA, bookkeeping
-            G_raw.update_w_avg(accel.gather(w.detach().float()), cfg.w_avg_beta)
-            with torch.no_grad():
-                beta = ema_beta_for(phase.batch)
-                for p_ema, p in zip(G_ema.parameters(), G_raw.parameters()):
-                    p_ema.lerp_(p.detach().float(), 1 - beta)
-                for b_ema, b_ in zip(G_ema.buffers(), G_raw.buffers()):
-                    b_ema.copy_(b_)
+            losses = train_step(real, phase, step, cur_nimg)
             cur_nimg += phase.batch
             step += 1
             dt = time.time() - t0
@@ -843,26 +940,16 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
             res_time[phase.res][0] += dt
             res_time[phase.res][1] += phase.batch
             if main:
-                bar.update(phase.batch / 1000)
-                bar.set_postfix_str(f"res {phase.res} alpha {phase.alpha:.2f} D {losses[0]:.3f} G {losses[2]:.3f} "
-                                    f"R1 {losses[1]:.3f} {1000 * dt / phase.batch:.1f} s/kimg", refresh=False)
-                accel.log({"loss/D": losses[0].item(), "loss/G": losses[2].item(), "loss/penalty": losses[1].item(),
-                           "progress/resolution": phase.res, "progress/alpha": phase.alpha, "progress/kimg": cur_nimg / 1000,
-                           "perf/images_per_sec": phase.batch / max(dt, 1e-9), "lr": phase.lr}, step=cur_nimg)
+                log_step(accel, bar, phase, losses, cur_nimg, dt)
             done = cur_nimg >= total_nimg
             if cur_nimg >= next_tick or done:
                 next_tick += int(cfg.tick_kimg * 1000)
-                for r, (t, n) in res_time.items():
-                    s = stats["sec_per_kimg"].setdefault(str(r), [0.0, 0])
-                    s[0] += t
-                    s[1] += n
+                add_res_time(stats, res_time)
                 res_time = {}
                 if main:
                     sec_kimg = (time.time() - tick_start_time) / max((cur_nimg - tick_start_nimg) / 1000, 1e-9)
-                    bar.write(f"kimg {cur_nimg / 1000:8.1f}  res {phase.res:4d}  alpha {phase.alpha:4.2f}  "
-                              f"batch {phase.batch:4d}  lossD {losses[0]:7.4f}  lossG {losses[2]:7.4f}  "
-                              f"pen {losses[1]:7.4f}  sec/kimg {sec_kimg:7.2f}")
-                    snapshot_images(phase)
+                    bar.write(tick_line(phase, losses, cur_nimg, sec_kimg))
+                    save_snapshot_images(accel, G_ema, grid_z, phase, run_dir, cur_nimg)
                 tick_start_nimg, tick_start_time = cur_nimg, time.time()
             if cur_nimg >= next_snap or done:
                 next_snap += int(cfg.snap_kimg * 1000)
@@ -885,8 +972,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
                ", ".join(f"{r}x{r}: {v:.2f}" for r, v in sorted(table.items())))
         log_fn(f"network: {run_dir / 'network'}")
     summary.update(cur_nimg=cur_nimg, sec_per_kimg=table,
-                   G_ema={k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()},
-                   G={k: v.detach().cpu().clone() for k, v in G_raw.state_dict().items()})
+                   **{name: {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+                      for name, net in (("G_ema", G_ema), ("G", train_step.G_raw), ("D", train_step.D_raw))})
     return summary
 
 

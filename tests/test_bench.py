@@ -63,3 +63,29 @@ def test_tables_have_expected_rows(tmp_path):
 def test_schedule_kimg_covers_the_paper_schedule():
     k = bench.schedule_kimg("ffhq256")
     assert sorted(k) == [8, 16, 32, 64, 128, 256] and math.isclose(sum(k.values()), 25000)
+
+
+def test_bench_times_the_training_step_of_train_py(tmp_path, monkeypatch):
+    """bench.py runs train.TrainStep as train() builds it: one benchmark step on the reals of train()'s first
+    iteration leaves G, G_ema and D bit-identical to one iteration of train() with the same seed."""
+    import train
+
+    reals = []
+    prepare = train.prepare_reals
+    monkeypatch.setattr(train, "prepare_reals", lambda *a, **k: reals.append(prepare(*a, **k)) or reals[-1])
+    cfg = bench.bench_config(TINY, "cpu", data="synthetic:64", kimg=0.032, workers=0, tick_kimg=1, snap_kimg=1,
+                             mixed_precision="no", r1_interval=1)  # as training_step makes it for fp32 with R1
+    assert cfg.batch_at(8) == 32 and cfg.channels_last and cfg.style_mixing > 0 and cfg.ema_rampup
+    summary = train.train(cfg, tmp_path / "run", log_fn=lambda *a: None)  # one step at 8x8, batch 32
+    assert len(reals) == 1
+
+    with bench.training_step(TINY, 8, 32, torch.device("cpu"), gamma=cfg.gamma, channels_last=True,
+                             real=reals[0]) as step:
+        assert isinstance(step.train_step, train.TrainStep)
+        start = {k: v.clone() for k, v in step.train_step.D_raw.state_dict().items()}
+        step()
+        after = {"G": step.train_step.G_raw, "G_ema": step.train_step.G_ema, "D": step.train_step.D_raw}
+        for name, net in after.items():
+            for k, v in net.state_dict().items():
+                assert torch.equal(v, summary[name][k]), (name, k)
+    assert any(not torch.equal(v, summary["D"][k]) for k, v in start.items())  # the step did train D

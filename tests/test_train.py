@@ -137,6 +137,24 @@ def test_resume_equals_uninterrupted_run(tmp_path):
         assert torch.equal(v, resumed["G"][k]), k
 
 
+def test_steps_taken_counts_the_iterations_of_the_loop():
+    cfg = tiny_config(kimg=1.0, batch={8: 16, 16: 12})  # batches that overshoot the phase ends
+    nimg, step = 0, 0
+    while nimg < 1000:
+        assert train.steps_taken(nimg, cfg) == step, nimg
+        nimg, step = nimg + train.schedule(nimg, cfg).batch, step + 1
+
+
+def test_resume_with_lazy_r1_equals_uninterrupted_run(tmp_path):
+    """R1 every 4th step: a run resumed after 6 steps applies it on the steps the uninterrupted run does."""
+    full = train.train(tiny_config(r1_interval=4), tmp_path / "a")
+    train.train(tiny_config(r1_interval=4, kimg=0.096), tmp_path / "b")
+    resumed = train.train(tiny_config(r1_interval=4), tmp_path / "b", resume=train.latest_checkpoint(tmp_path / "b"))
+    for name in ("G", "D"):
+        for k, v in full[name].items():
+            assert torch.equal(v, resumed[name][k]), (name, k)
+
+
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
     real_loss = train.g_nonsaturating_loss

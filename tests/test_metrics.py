@@ -125,9 +125,13 @@ class LinearGenerator(nn.Module):
         self.cfg = types.SimpleNamespace(z_dim=dim, w_dim=dim, num_ws=2, resolution=res)
         q, _ = torch.linalg.qr(torch.randn(3 * res * res, dim, generator=torch.Generator().manual_seed(0)))
         self.register_buffer("A", q)  # orthonormal columns: ||A v|| = ||v||
-        self.res, self.noise_gain = res, noise_gain
+        self.register_buffer("w_avg", torch.zeros(dim))
+        self.res, self.noise_gain, self.num_ws = res, noise_gain, 2
         self.mapping = lambda z: z
         self.synthesis = self
+
+    broadcast = model.Generator.broadcast  # the real seed-to-image contract around the linear stand-in
+    noise_from_seeds = model.Generator.noise_from_seeds
 
     def make_noise(self, batch, seed=None, device="cpu"):
         g = torch.Generator().manual_seed(seed)

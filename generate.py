@@ -582,167 +582,216 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def main(argv=None) -> list[Path]:
-    """Run the CLI; returns the files written."""
-    args = build_parser().parse_args(argv)
-    fig = args.figure
-    if args.trunc is not None:
-        check_psi(args.trunc)  # before the network loads: a typo costs no waiting
-    latent_files = parse_latent_files(args.latents) if args.latents is not None else []
-    if latent_files and fig in ("noise", "truncation"):
-        raise UsageError(f"--figure {fig} takes seeds only: drop --latents, or use --figure mixing, interp or edit")
-    if latent_files and fig == "interp" and args.space == "z":
-        raise UsageError("projected latents live in W: use --space w with --latents")
-    if fig == "edit" and not args.attribute:
-        raise UsageError("--figure edit needs --attribute, e.g. --attribute smiling")
-    seeds = []
-    if fig == "mixing":
-        if not ((args.rows or latent_files) and args.cols):
-            raise UsageError("--figure mixing needs --rows (A seeds) and --cols (B seeds), e.g. --rows 1-3 --cols 4-8")
-        if args.rows and latent_files:
-            raise UsageError("--figure mixing takes its A sources from --rows or --latents, not both")
-        rows, cols = parse_seeds(args.rows) if args.rows else [], parse_seeds(args.cols)
-    elif args.seeds:
-        seeds = parse_seeds(args.seeds)
-    elif not latent_files:
-        raise UsageError("--seeds is required, e.g. --seeds 0-99 or --seeds 1,5,10-12")
-    psis = parse_psis(args.psis) if fig == "truncation" else None
-    if fig == "interp" and len(seeds) + len(latent_files) < 2 and not args.loop:
-        raise UsageError("--figure interp needs at least two seeds, e.g. --seeds 1,2,3")
-    device = _device(args.device)
-    if device.type == "mps" and args.dtype == "float64":
-        raise UsageError("MPS has no float64: pass --dtype float32 or auto, or --device cpu")
+class Job:
+    """One run of the CLI: the checked arguments, the network and the resolved truncation, then what to write."""
 
-    network = resolve_network(args.network)
-    G = load_generator(network, device, args.dtype)
-    args.trunc, cutoff = G.truncation(args.trunc, args.trunc_cutoff)  # None: the network's defaults
-    R = G.cfg.resolution
-    if fig == "mixing":
-        styles = parse_styles(args.styles, G.num_ws, R)
-    edits, dirs, edit = [], None, None
-    if args.edit is not None or fig == "edit":
-        dirs = load_directions(args.directions or directions_path(network), G)
-        layers = parse_styles(args.edit_layers, G.num_ws, R) if args.edit_layers else [("all", 0, G.num_ws)]
+    def __init__(self, args):
+        self.args = args
+        self.fig = args.figure
+        self.latent_files = parse_latent_files(args.latents) if args.latents is not None else []
+        self.seeds, self.rows, self.cols = self.parse_sources()
+        self.psis = parse_psis(args.psis) if self.fig == "truncation" else None
+        if self.fig == "interp" and len(self.seeds) + len(self.latent_files) < 2 and not args.loop:
+            raise UsageError("--figure interp needs at least two seeds, e.g. --seeds 1,2,3")
+        device = _device(args.device)
+        if device.type == "mps" and args.dtype == "float64":
+            raise UsageError("MPS has no float64: pass --dtype float32 or auto, or --device cpu")
+        self.network = resolve_network(args.network)
+        self.G = G = load_generator(self.network, device, args.dtype)
+        self.psi, self.cutoff = G.truncation(args.trunc, args.trunc_cutoff)  # None: the network's defaults
+        self.styles = parse_styles(args.styles, G.num_ws, G.cfg.resolution) if self.fig == "mixing" else None
+        self.edits, self.dirs, self.edit = self.parse_edits()
+        self.labels, self.ws, self.noise = (read_latents(G, self.latent_files) if self.latent_files
+                                            else ([], None, None))
+        if self.fig == "noise" and args.zoom > G.cfg.resolution:
+            raise UsageError(f"--zoom {args.zoom} is larger than the image ({G.cfg.resolution} px): pass a zoom of "
+                             f"at most {G.cfg.resolution}, or 0")
+        self.upscale = args.upscale or auto_upscale(G.cfg.resolution)
+        self.outdir = Path(args.outdir) if args.outdir else Path("out") / self.default_outdir_name()
+        self.meta = {"network": str(self.network), "psi": f"{self.psi:g}", "cutoff": str(self.cutoff),
+                     "noise_mode": args.noise_mode}
+
+    def parse_sources(self) -> tuple[list[int], list[int], list[int]]:
+        """(seeds, mixing rows, mixing cols), checked against the figure and the latent files."""
+        args, fig, latent_files = self.args, self.fig, self.latent_files
+        if latent_files and fig in ("noise", "truncation"):
+            raise UsageError(f"--figure {fig} takes seeds only: drop --latents, or use --figure mixing, interp or edit")
+        if latent_files and fig == "interp" and args.space == "z":
+            raise UsageError("projected latents live in W: use --space w with --latents")
+        if fig == "edit" and not args.attribute:
+            raise UsageError("--figure edit needs --attribute, e.g. --attribute smiling")
+        if fig == "mixing":
+            if not ((args.rows or latent_files) and args.cols):
+                raise UsageError("--figure mixing needs --rows (A seeds) and --cols (B seeds), e.g. --rows 1-3 "
+                                 "--cols 4-8")
+            if args.rows and latent_files:
+                raise UsageError("--figure mixing takes its A sources from --rows or --latents, not both")
+            return [], parse_seeds(args.rows) if args.rows else [], parse_seeds(args.cols)
+        if args.seeds:
+            return parse_seeds(args.seeds), [], []
+        if not latent_files:
+            raise UsageError("--seeds is required, e.g. --seeds 0-99 or --seeds 1,5,10-12")
+        return [], [], []
+
+    def parse_edits(self):
+        """(edits, directions, edit function or None) from --edit / --figure edit and --edit-layers."""
+        args, G = self.args, self.G
+        if args.edit is None and self.fig != "edit":
+            return [], None, None
+        dirs = load_directions(args.directions or directions_path(self.network), G)
+        layers = parse_styles(args.edit_layers, G.num_ws, G.cfg.resolution) if args.edit_layers else [
+            ("all", 0, G.num_ws)]
         if len(layers) != 1:
             raise UsageError(f"--edit-layers takes one range, not {args.edit_layers!r}: e.g. coarse or 0-5")
-        first, stop = layers[0][1:]
-        if fig == "edit":
+        self.first, self.stop = layers[0][1:]
+        if self.fig == "edit":
             parse_edits(f"{args.attribute}=0", dirs["names"])  # the attribute must be known
-            strengths = parse_strengths(args.strengths)
-        if args.edit is not None:
-            edits = parse_edits(args.edit, dirs["names"])
-            edit = lambda ws: apply_edits(ws, edits, dirs, first, stop)
-    latent_labels, latent_ws, latent_noise = read_latents(G, latent_files) if latent_files else ([], None, None)
-    if fig == "noise" and args.zoom > R:
-        raise UsageError(f"--zoom {args.zoom} is larger than the image ({R} px): pass a zoom of at most {R}, or 0")
-    upscale = args.upscale or auto_upscale(R)
+            self.strengths = parse_strengths(args.strengths)
+        if args.edit is None:
+            return [], dirs, None
+        edits = parse_edits(args.edit, dirs["names"])
+        return edits, dirs, lambda ws: apply_edits(ws, edits, dirs, self.first, self.stop)
 
-    # Default outdir: the network's run name and the options that change the pixels.
-    tag = [network_name(network), fig or ("latents" if latent_files and not seeds else "seeds")]
-    if edits:
-        tag.append("edit-" + slug(args.edit.replace("=", "")))
-    if fig != "truncation" and args.trunc != 1:
-        tag.append(f"psi{args.trunc:g}")
-    if args.trunc_cutoff is not None:
-        tag.append(f"cutoff{cutoff}")
-    if fig != "noise" and args.noise_mode != "const":
-        tag.append(f"noise-{args.noise_mode}")
-    outdir = Path(args.outdir) if args.outdir else Path("out") / "-".join(tag)
-    meta = {"network": str(network), "psi": f"{args.trunc:g}", "cutoff": str(cutoff), "noise_mode": args.noise_mode}
-    shown = min(args.shown, args.samples)
+    def default_outdir_name(self) -> str:
+        """The network's run name and the options that change the pixels."""
+        args = self.args
+        tag = [network_name(self.network), self.fig or ("latents" if self.latent_files and not self.seeds else "seeds")]
+        if self.edits:
+            tag.append("edit-" + slug(args.edit.replace("=", "")))
+        if self.fig != "truncation" and self.psi != 1:
+            tag.append(f"psi{self.psi:g}")
+        if args.trunc_cutoff is not None:
+            tag.append(f"cutoff{self.cutoff}")
+        if self.fig != "noise" and args.noise_mode != "const":
+            tag.append(f"noise-{args.noise_mode}")
+        return "-".join(tag)
 
-    if fig is None and latent_files:
-        targets = [outdir / f"{name}.png" for name in latent_labels] + [outdir / f"seed{s:04d}.png" for s in seeds]
-        prepare_outdir(outdir, targets, args.overwrite)
-        ws = G.truncate(latent_ws, args.trunc, cutoff)
-        imgs = to_uint8(synthesize(G, ws if edit is None else edit(ws), batch=args.batch, noise=latent_noise))
-        if seeds:
-            imgs = np.concatenate([imgs, generate_images(G, seeds, args.trunc, cutoff, args.noise_mode, args.batch,
-                                                         edit)])
-        for path, img, src in zip(targets, imgs, latent_files + [str(s) for s in seeds]):
-            save_png(img, path, {**meta, **({"latents": src} if src.endswith(".npz") else {"seed": src}),
-                                 **({"edit": args.edit} if edits else {})})
-        print(f"wrote {len(targets)} images to {outdir}")
+    def seeds_after_latents(self) -> tuple[torch.Tensor, list]:
+        """ws and noise maps of the latent files followed by the seeds (untruncated)."""
+        ws, noise = self.ws, self.noise
+        if self.seeds:
+            seed_ws = self.G.broadcast(self.G.w_from_seeds(self.seeds, self.args.batch))
+            seed_maps = seed_noise_maps(self.G, self.seeds, self.args.noise_mode)
+            ws = seed_ws if ws is None else torch.cat([ws, seed_ws.to(ws)])
+            noise = seed_maps if noise is None else cat_noise(noise, seed_maps)
+        return ws, noise
+
+    def run(self) -> list[Path]:
+        if self.fig is None:
+            return self.write_latent_images() if self.latent_files else self.write_seed_images()
+        if self.fig == "interp":
+            return self.write_interpolation()
+        paths, images, extra = getattr(self, f"figure_{self.fig}")()
+        prepare_outdir(self.outdir, paths, self.args.overwrite)
+        for path, img, more in zip(paths, images(), extra):
+            save_png(img, path, {**self.meta, **more})
+            print(f"wrote {path}")
+        return paths
+
+    def write_latent_images(self) -> list[Path]:
+        args, G = self.args, self.G
+        targets = ([self.outdir / f"{name}.png" for name in self.labels] +
+                   [self.outdir / f"seed{s:04d}.png" for s in self.seeds])
+        prepare_outdir(self.outdir, targets, args.overwrite)
+        ws = G.truncate(self.ws, self.psi, self.cutoff)
+        imgs = to_uint8(synthesize(G, ws if self.edit is None else self.edit(ws), batch=args.batch, noise=self.noise))
+        if self.seeds:
+            imgs = np.concatenate([imgs, generate_images(G, self.seeds, self.psi, self.cutoff, args.noise_mode,
+                                                         args.batch, self.edit)])
+        for path, img, src in zip(targets, imgs, self.latent_files + [str(s) for s in self.seeds]):
+            save_png(img, path, {**self.meta, **({"latents": src} if src.endswith(".npz") else {"seed": src}),
+                                 **({"edit": args.edit} if self.edits else {})})
+        print(f"wrote {len(targets)} images to {self.outdir}")
         return targets
 
-    if fig is None:
-        if edits:
-            meta["edit"] = args.edit
+    def write_seed_images(self) -> list[Path]:
+        args, seeds, outdir = self.args, self.seeds, self.outdir
+        meta = {**self.meta, **({"edit": args.edit} if self.edits else {})}
         targets = [outdir / f"seed{s:04d}.png" for s in seeds]
         grid_path = outdir / f"grid-seeds{slug(args.seeds)}.png"
         prepare_outdir(outdir, targets + ([grid_path] if args.grid else []), args.overwrite)
         kept = []
         with tqdm(total=len(seeds), unit="img", desc="generate") as bar:
-            for chunk, imgs in iter_images(G, seeds, args.trunc, cutoff, args.noise_mode, args.batch, edit):
+            for chunk, imgs in iter_images(self.G, seeds, self.psi, self.cutoff, args.noise_mode, args.batch,
+                                           self.edit):
                 for s, img in zip(chunk, imgs):
                     save_png(img, outdir / f"seed{s:04d}.png", {**meta, "seed": str(s)})
                 kept += [imgs] if args.grid else []
                 bar.update(len(chunk))
         if args.grid:
-            save_png(grid_figure(np.concatenate(kept), seeds, upscale=upscale), grid_path,
+            save_png(grid_figure(np.concatenate(kept), seeds, upscale=self.upscale), grid_path,
                      {**meta, "figure": "grid", "seeds": seeds})
             targets.append(grid_path)
         print(f"wrote {len(targets)} images to {outdir}")
         return targets
 
-    if fig == "mixing":
-        a_name = slug(args.rows) if args.rows else "-".join(latent_labels)
+    # Each figure: (paths, a function making the images, the metadata of each)
+
+    def figure_mixing(self):
+        args = self.args
+        a_name = slug(args.rows) if args.rows else "-".join(self.labels)
         name = f"mixing-rows{a_name}-cols{slug(args.cols)}"
         name += "" if args.styles == "coarse,middle,fine" else f"-styles{slug(args.styles)}"
-        row_latents = (latent_labels, latent_ws, latent_noise) if latent_files else None
-        make = lambda: [style_mixing_figure(G, rows, cols, styles, args.trunc, cutoff, args.noise_mode, args.batch,
-                                            upscale, progress=True, row_latents=row_latents)]
-        paths = [outdir / f"{name}.png"]
-        extra = [{"figure": "style mixing (Figure 3)", "rows": rows or latent_files, "cols": cols}]
-    elif fig == "edit":
-        labels = latent_labels + [f"seed {s}" for s in seeds]
-        ws, noise = latent_ws, latent_noise
-        if seeds:
-            seed_ws = G.broadcast(G.w_from_seeds(seeds, args.batch))
-            seed_maps = seed_noise_maps(G, seeds, args.noise_mode)
-            ws = seed_ws if ws is None else torch.cat([ws, seed_ws.to(ws)])
-            noise = seed_maps if noise is None else cat_noise(noise, seed_maps)
-        ws = G.truncate(ws, args.trunc, cutoff)
-        name = "edit-" + "-".join(latent_labels + ([f"seeds{slug(args.seeds)}"] if seeds else []))
-        paths = [outdir / f"{name}-{args.attribute}.png"]
-        make = lambda: [edit_figure(G, labels, ws, noise, args.attribute, strengths, dirs, first, stop, args.batch,
-                                    upscale, progress=True)]
-        extra = [{"figure": "attribute edit", "rows": labels, "attribute": args.attribute, "strengths": strengths,
-                  "layers": [first, stop]}]
-    elif fig == "noise":
-        paths = [outdir / f"noise-seed{s:04d}.png" for s in seeds]
-        make = lambda: (noise_figure(G, s, args.samples, shown, args.zoom, args.trunc, cutoff, args.batch, upscale,
-                                     progress=True) for s in seeds)
-        extra = [{"figure": "stochastic variation (Figure 4)", "seed": str(s), "noise_mode": "random"} for s in seeds]
-    elif fig == "truncation":
-        paths = [outdir / f"truncation-seeds{slug(args.seeds)}-psis{slug(args.psis)}.png"]
-        make = lambda: [truncation_figure(G, seeds, psis, cutoff, args.noise_mode, args.batch, upscale, progress=True)]
-        extra = [{"figure": "truncation (Figure 8)", "seeds": seeds, "psi": psis}]
-    else:  # interp
-        points = "-".join(latent_labels + ([f"seeds{slug(args.seeds)}"] if seeds else []))
-        path = outdir / f"interp-{args.space}-{points}{'-loop' if args.loop else ''}.{args.format}"
-        prepare_outdir(outdir, [path], args.overwrite)
-        if latent_files:
-            ws, noise = latent_ws, latent_noise
-            if seeds:
-                ws = torch.cat([ws, G.broadcast(G.w_from_seeds(seeds, args.batch)).to(ws)])
-                noise = cat_noise(noise, seed_noise_maps(G, seeds, args.noise_mode))
-            frames = latent_path_frames(G, G.truncate(ws, args.trunc, cutoff), noise, args.frames, args.loop,
+        row_latents = (self.labels, self.ws, self.noise) if self.latent_files else None
+        make = lambda: [style_mixing_figure(self.G, self.rows, self.cols, self.styles, self.psi, self.cutoff,
+                                            args.noise_mode, args.batch, self.upscale, progress=True,
+                                            row_latents=row_latents)]
+        return ([self.outdir / f"{name}.png"], make,
+                [{"figure": "style mixing (Figure 3)", "rows": self.rows or self.latent_files, "cols": self.cols}])
+
+    def figure_edit(self):
+        args = self.args
+        labels = self.labels + [f"seed {s}" for s in self.seeds]
+        ws, noise = self.seeds_after_latents()
+        ws = self.G.truncate(ws, self.psi, self.cutoff)
+        name = "edit-" + "-".join(self.labels + ([f"seeds{slug(args.seeds)}"] if self.seeds else []))
+        make = lambda: [edit_figure(self.G, labels, ws, noise, args.attribute, self.strengths, self.dirs, self.first,
+                                    self.stop, args.batch, self.upscale, progress=True)]
+        return ([self.outdir / f"{name}-{args.attribute}.png"], make,
+                [{"figure": "attribute edit", "rows": labels, "attribute": args.attribute,
+                  "strengths": self.strengths, "layers": [self.first, self.stop]}])
+
+    def figure_noise(self):
+        args, seeds = self.args, self.seeds
+        shown = min(args.shown, args.samples)
+        make = lambda: (noise_figure(self.G, s, args.samples, shown, args.zoom, self.psi, self.cutoff, args.batch,
+                                     self.upscale, progress=True) for s in seeds)
+        return ([self.outdir / f"noise-seed{s:04d}.png" for s in seeds], make,
+                [{"figure": "stochastic variation (Figure 4)", "seed": str(s), "noise_mode": "random"}
+                 for s in seeds])
+
+    def figure_truncation(self):
+        args = self.args
+        make = lambda: [truncation_figure(self.G, self.seeds, self.psis, self.cutoff, args.noise_mode, args.batch,
+                                          self.upscale, progress=True)]
+        return ([self.outdir / f"truncation-seeds{slug(args.seeds)}-psis{slug(args.psis)}.png"], make,
+                [{"figure": "truncation (Figure 8)", "seeds": self.seeds, "psi": self.psis}])
+
+    def write_interpolation(self) -> list[Path]:
+        args, G = self.args, self.G
+        points = "-".join(self.labels + ([f"seeds{slug(args.seeds)}"] if self.seeds else []))
+        path = self.outdir / f"interp-{args.space}-{points}{'-loop' if args.loop else ''}.{args.format}"
+        prepare_outdir(self.outdir, [path], args.overwrite)
+        if self.latent_files:
+            ws, noise = self.seeds_after_latents()
+            frames = latent_path_frames(G, G.truncate(ws, self.psi, self.cutoff), noise, args.frames, args.loop,
                                         args.batch, progress=True)
         else:
-            frames = interpolation_frames(G, seeds, args.space, args.frames, args.loop, args.trunc, cutoff,
+            frames = interpolation_frames(G, self.seeds, args.space, args.frames, args.loop, self.psi, self.cutoff,
                                           args.noise_mode, args.batch, progress=True)
-        save_animation(frames, path, args.fps, {**meta, "figure": f"interpolation in {args.space.upper()}",
-                                                "seeds": seeds, "latents": latent_files, "frames": len(frames)},
-                       args.overwrite)
+        save_animation(frames, path, args.fps, {**self.meta, "figure": f"interpolation in {args.space.upper()}",
+                                                "seeds": self.seeds, "latents": self.latent_files,
+                                                "frames": len(frames)}, args.overwrite)
         print(f"wrote {path}")
         return [path]
 
-    prepare_outdir(outdir, paths, args.overwrite)
-    for path, img, more in zip(paths, make(), extra):
-        save_png(img, path, {**meta, **more})
-        print(f"wrote {path}")
-    return paths
+
+def main(argv=None) -> list[Path]:
+    """Run the CLI; returns the files written."""
+    args = build_parser().parse_args(argv)
+    if args.trunc is not None:
+        check_psi(args.trunc)  # before the network loads: a typo costs no waiting
+    return Job(args).run()
 
 
 if __name__ == "__main__":

@@ -608,6 +608,9 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # the permissions of an ordinary new file, not mkstemp's owner-only 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

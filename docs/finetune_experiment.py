@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import data  # noqa: E402
 import faces  # noqa: E402
 import metrics  # noqa: E402
+from common import REFERENCE_NETWORK  # noqa: E402
 from model import load_network, seed_to_z  # noqa: E402
 
 AUG = "color,translation,cutout"
@@ -91,7 +92,9 @@ def write_grid(rows: list[tuple[str, np.ndarray]], path: Path, zoom: int = 4):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base", required=True, help="the trained network's run folder (or network folder)")
+    p.add_argument("--base", default=str(REFERENCE_NETWORK),
+                   help="the trained network's run folder (or network folder; default: the reference network that "
+                        "ships with the code)")
     p.add_argument("--out", default="/tmp/ft-exp", help="domain folders and runs go here")
     p.add_argument("--kimg", type=float, default=2, help="thousands of images shown in every run")
     p.add_argument("--variants", default=",".join(VARIANTS), help="which runs (default: all)")

@@ -1,6 +1,7 @@
 """The networks' promises: parameter counts, shapes, fade-in, truncation, mixing, noise, save/load."""
 
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -206,6 +207,12 @@ def test_save_load_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(G(z, noise_mode="const"), H(z, noise_mode="const"))
     assert torch.equal(load_network(tmp_path / "net" / "model.safetensors").w_avg, G.w_avg)
+    umask = os.umask(0o022)
+    try:  # readable like any new file, not owner-only as the temporary file it was written through
+        save_network(G, tmp_path / "net2")
+        assert {f.stat().st_mode & 0o777 for f in (tmp_path / "net2").iterdir()} == {0o644}
+    finally:
+        os.umask(umask)
     # loading leaves the global RNG alone (a resumed training run depends on it)
     state = torch.get_rng_state()
     load_network(tmp_path / "net")

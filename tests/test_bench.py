@@ -73,13 +73,14 @@ def test_bench_times_the_training_step_of_train_py(tmp_path, monkeypatch):
     reals = []
     prepare = train.prepare_reals
     monkeypatch.setattr(train, "prepare_reals", lambda *a, **k: reals.append(prepare(*a, **k)) or reals[-1])
-    cfg = bench.bench_config(TINY, "cpu", data="synthetic:64", kimg=0.032, workers=0, tick_kimg=1, snap_kimg=1,
-                             mixed_precision="no", r1_interval=1)  # as training_step makes it for fp32 with R1
-    assert cfg.batch_at(8) == 32 and cfg.channels_last and cfg.style_mixing > 0 and cfg.ema_rampup
-    summary = train.train(cfg, tmp_path / "run", log_fn=lambda *a: None)  # one step at 8x8, batch 32
+    batch = bench.bench_config(TINY, "cpu").batch_at(8)  # the cpu preset's
+    cfg = bench.bench_config(TINY, "cpu", data="synthetic:64", kimg=batch / 1000, workers=0, tick_kimg=1,
+                             snap_kimg=1, mixed_precision="no", r1_interval=1)  # as training_step makes it for fp32, R1
+    assert cfg.channels_last and cfg.style_mixing > 0 and cfg.ema_rampup
+    summary = train.train(cfg, tmp_path / "run", log_fn=lambda *a: None)  # one step at 8x8
     assert len(reals) == 1
 
-    with bench.training_step(TINY, 8, 32, torch.device("cpu"), gamma=cfg.gamma, channels_last=True,
+    with bench.training_step(TINY, 8, batch, torch.device("cpu"), gamma=cfg.gamma, channels_last=True,
                              real=reals[0]) as step:
         assert isinstance(step.train_step, train.TrainStep)
         start = {k: v.clone() for k, v in step.train_step.D_raw.state_dict().items()}

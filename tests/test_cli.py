@@ -25,7 +25,7 @@ SCRIPTS = {"train.py": train.main, "generate.py": generate.main, "metrics.py": m
 
 # Flags whose valid range includes 0 or negative numbers (everything else must refuse them).
 ACCEPT_ZERO = {"--stable-kimg", "--gamma", "--style-mixing", "--freeze-d", "--mapping-layers", "--seed", "--workers", "--threads", "--zoom", "--port",
-               "--trunc"}
+               "--trunc", "--trunc-cutoff"}  # cutoff 0: no layer truncated
 ACCEPT_NEGATIVE = {"--trunc"}  # psi < 0 extrapolates away from the average face (paper Figure 8)
 
 

@@ -864,10 +864,14 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     """Train from scratch, from the weights `init` (fine-tuning) or from the checkpoint `resume` (which wins over
     `init`); returns a summary (also for the tests)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.state import AcceleratorState
     from tqdm import tqdm
 
     import data as data_module
 
+    # Accelerate keeps one precision per process: a second train() in the same process (tests, a notebook) may ask
+    # for another. Forget the previous run's accelerator settings; the process group (PartialState) stays.
+    AcceleratorState._reset_state()
     accel = Accelerator(
         cpu=use_cpu(cfg),  # Accelerate needs cpu=True to see a torchrun launch without GPUs as MULTI_CPU (gloo)
         mixed_precision=cfg.mixed_precision,

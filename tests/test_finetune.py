@@ -86,7 +86,8 @@ def test_each_kind_of_init_source_starts_the_weights(source_run, tmp_path):
             expect = G[k] + beta * (G_ema[k] - G[k])
             assert k == "w_avg" or torch.allclose(v, expect, rtol=1e-4, atol=1e-5 * expect.abs().max()), k
         assert_same(final_D(out), fresh_D(3) if D is None else D)
-        assert ("D starts from random weights" in log[0]) == (D is None), log[0]
+        said = [line for line in log if "fine-tuning from" in line]
+        assert len(said) == 1 and ("D starts from random weights" in said[0]) == (D is None), log
         assert json.loads((out / "config.json").read_text())["init"] == str(src)
     # ...and the source's D is really another D than a fresh one
     assert not torch.equal(final_D(source_run)["out.weight"], fresh_D(3)["out.weight"])

@@ -210,7 +210,8 @@ def test_bad_input_is_our_message_not_a_traceback(client, capfd, endpoint, kwarg
 # CLI
 
 
-def test_cli_without_a_network_says_how_to_train_one(tmp_path, capsys):
+def test_cli_without_a_network_says_how_to_train_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(common, "REFERENCE_NETWORK", tmp_path / "no-reference")  # else the shipped one is served
     with pytest.raises(SystemExit) as e:
         run_cli(demo.main, ["--runs-dir", str(tmp_path / "runs")])
     assert e.value.code == 2

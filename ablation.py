@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ArgumentParser, UsageError, int_at_least, pick_device, run_cli
+from common import ArgumentParser, UsageError, positive_float, int_at_least, pick_device, run_cli
 
 
 @dataclass(frozen=True)
@@ -155,16 +155,46 @@ def headline(rec: dict, variant: Variant) -> dict:
             "sep": rec.get(f"ls_{s}")}
 
 
-def orderings(runs: dict[str, list[dict]]) -> list[dict]:
-    """Each of the paper's orderings with our means and its verdict. runs: variant name -> per-seed records."""
+STAGES = ("trained", "untrained")
+FID_FLOOR = 60.0  # below this FID-2k-like value a network has learned the data well enough for the study to count
+
+
+def stage_record(rec: dict, stage: str) -> dict:
+    """A run's measurements after training ('trained') or at initialisation ('untrained': its control)."""
+    return rec if stage == "trained" else rec.get("untrained") or {}
+
+
+def orderings(runs: dict[str, list[dict]], stage: str = "trained") -> list[dict]:
+    """Each of the paper's orderings with our means and its verdict. runs: variant name -> per-seed records; stage:
+    'trained' or 'untrained' (the same orderings on the same variants and seeds, at initialisation)."""
     out = []
     for claim, metric, a, b in ORDERINGS:
-        va = [headline(r, BY_NAME[a])[metric] for r in runs.get(a, [])]
-        vb = [headline(r, BY_NAME[b])[metric] for r in runs.get(b, [])]
+        va = [headline(stage_record(r, stage), BY_NAME[a])[metric] for r in runs.get(a, [])]
+        vb = [headline(stage_record(r, stage), BY_NAME[b])[metric] for r in runs.get(b, [])]
         pa, pb = BY_NAME[a].paper[metric], BY_NAME[b].paper[metric]
         out.append({"claim": claim, "metric": metric, "a": a, "b": b, "paper": (pa, pb), "ours": (mean_std(va)[0],
                     mean_std(vb)[0]), "seeds": (len(va), len(vb)), **verdict(va, vb)})
     return out
+
+
+def conclusion(trained: dict, untrained: dict) -> str:
+    """The verdict table's plain answer for one ordering, from its trained and untrained verdicts.
+
+    holds: in the paper's order after training, beyond the seed spread, and not already so at initialisation.
+    holds at initialisation: in order after training beyond the spread, but equally so before any training, so the
+    training is not what made it. unresolved: in order but within the spread, or with one seed. does not hold: the
+    trained means are in the opposite order."""
+    if trained["holds"] is None:
+        return "not measured"
+    if not trained["holds"]:
+        return "does not hold" + (" (beyond the seed spread)" if trained["beyond_spread"] else "")
+    if not trained["beyond_spread"]:
+        return "unresolved: " + ("one seed, no spread" if trained["beyond_spread"] is None else "within the seed spread")
+    if untrained["holds"] and untrained["beyond_spread"] is not False:
+        return "holds, but already at initialisation"
+    if untrained["holds"]:
+        return "holds (at initialisation the same order, but within the seed spread)"
+    return "holds (beyond the seed spread; not at initialisation)"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -176,6 +206,53 @@ def run_settings(variant: Variant, seed: int, size: dict) -> dict:
             "num": {"fid": size["fid"], "ppl": size["ppl"], "ls": size["ls"]}, "metric_seed": METRIC_SEED,
             "pixel_fid": size["pixel_fid"],
             "network": size.get("network", {})}
+
+
+def train_config(settings: dict):
+    import train
+
+    cfg = train.make_config(train.parse_args(settings["train_args"]))
+    cfg.network.update(settings["network"])  # the size pins its widths (train.py has presets, no width flags)
+    return cfg
+
+
+def git_commit() -> str | None:
+    """The commit of the code that made a record (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=10)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def measure(G, variant: Variant, settings: dict, shared: "Shared") -> tuple[dict, dict]:
+    """FID, PPL (full and end, in the space the paper reports for the row) and separability in Z and W of one
+    generator; returns (measurements, seconds per metric)."""
+    import metrics
+
+    res, num, times, rec = G.cfg.resolution, settings["num"], {}, {}
+    t0 = time.time()
+    rec["fid"] = metrics.fid(G, shared.dataset(res), num=num["fid"], seed=METRIC_SEED, device=shared.device,
+                             features=PIXEL_FEATURES if settings["pixel_fid"] else None)
+    times["fid"] = time.time() - t0
+    # PPL in the space the paper reports for the row only: LPIPS is the slowest part after FID on a CPU.
+    for sampling in ("full", "end"):
+        t0 = time.time()
+        rec[f"ppl_{variant.space}{sampling}"] = metrics.ppl(G, variant.space, sampling, num=num["ppl"],
+                                                            seed=METRIC_SEED, distance=shared.lpips(),
+                                                            device=shared.device)
+        times[f"ppl_{variant.space}{sampling}"] = time.time() - t0
+    t0 = time.time()
+    classifier, _ = shared.classifier(res)
+    times["classifier"] = time.time() - t0  # ~0 after the first variant
+    t0 = time.time()
+    ls = metrics.separability(G, classifier, num=num["ls"], seed=METRIC_SEED, device=shared.device)
+    rec["ls_z"], rec["ls_w"] = ls["z"], ls["w"]
+    times["ls"] = time.time() - t0
+    return rec, times
 
 
 class Shared:
@@ -207,26 +284,60 @@ class Shared:
         return self._datasets[resolution]
 
 
+def _write_json(path: Path, obj: dict):
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _finished(path: Path, settings: dict, folder: Path) -> dict | None:
+    """The record at `path` if it exists; an error if it was made with other settings."""
+    if not path.is_file():
+        return None
+    rec = json.loads(path.read_text())
+    if rec["settings"] != settings:
+        raise UsageError(f"{folder} was run with other settings; use another --outdir (or delete the folder)")
+    return rec
+
+
+def run_control(variant: Variant, seed: int, size: dict, outdir: Path, shared: Shared, log=print) -> tuple[dict, bool]:
+    """The untrained control of one variant and seed: the generator its training run starts from
+    (train.initial_networks), measured as the trained one is. An ordering that already holds here owes nothing to
+    training. Kept in <folder>/untrained.json; returns (its record, whether anything ran)."""
+    import train
+
+    folder = outdir / f"{variant.name}-seed{seed}"
+    done = folder / "untrained.json"
+    settings = run_settings(variant, seed, size)
+    rec = _finished(done, settings, folder)
+    if rec is not None:
+        return rec, False
+    G0 = train.initial_networks(train_config(settings))[0].eval().requires_grad_(False).to(shared.device)
+    values, times = measure(G0, variant, settings, shared)
+    rec = {"variant": variant.name, "seed": seed, **values, "metric_seconds": {k: round(v, 1) for k, v in times.items()},
+           "settings": settings, "date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": git_commit()}
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_json(done, rec)
+    log(f"done  {variant.name:<6} seed {seed} untrained: " + "  ".join(f"{k} {v:.0f}s" for k, v in times.items()))
+    return rec, True
+
+
 def run_variant(variant: Variant, seed: int, size: dict, outdir: Path, shared: Shared, log=print) -> tuple[dict, bool]:
     """Train (or continue) and measure one variant and seed; returns (its record, whether anything ran)."""
-    import metrics
     import train
     from model import load_network
 
     folder = outdir / f"{variant.name}-seed{seed}"
     done = folder / "ablation.json"
     settings = run_settings(variant, seed, size)
-    if done.is_file():
-        rec = json.loads(done.read_text())
-        if rec["settings"] != settings:
-            raise UsageError(f"{folder} was run with other settings; use another --outdir (or delete the folder)")
+    rec = _finished(done, settings, folder)
+    if rec is not None:
         log(f"skip  {variant.name:<6} seed {seed}: finished earlier ({done})")
         return rec, False
 
     train_json = folder / "train.json"
     if not train_json.is_file():
-        cfg = train.make_config(train.parse_args(settings["train_args"]))
-        cfg.network.update(settings["network"])  # the size pins its widths (train.py has presets, no width flags)
+        cfg = train_config(settings)
         resume = train.latest_checkpoint(folder) if folder.is_dir() else None
         t0 = time.time()
         summary = train.train(cfg, folder, resume=resume, log_fn=lambda s: None)
@@ -236,46 +347,37 @@ def run_variant(variant: Variant, seed: int, size: dict, outdir: Path, shared: S
     train_info = json.loads(train_json.read_text())
 
     G = load_network(folder / "network", shared.device)
-    res, num, times, rec = G.cfg.resolution, settings["num"], {}, {}
-    t0 = time.time()
-    rec["fid"] = metrics.fid(G, shared.dataset(res), num=num["fid"], seed=METRIC_SEED, device=shared.device,
-                             features=PIXEL_FEATURES if size["pixel_fid"] else None)
-    times["fid"] = time.time() - t0
-    # PPL in the space the paper reports for the row only: LPIPS is the slowest part after FID on a CPU.
-    for sampling in ("full", "end"):
-        t0 = time.time()
-        rec[f"ppl_{variant.space}{sampling}"] = metrics.ppl(G, variant.space, sampling, num=num["ppl"],
-                                                            seed=METRIC_SEED, distance=shared.lpips(),
-                                                            device=shared.device)
-        times[f"ppl_{variant.space}{sampling}"] = time.time() - t0
-    t0 = time.time()
-    classifier, info = shared.classifier(res)
-    times["classifier"] = time.time() - t0  # ~0 after the first variant
-    t0 = time.time()
-    ls = metrics.separability(G, classifier, num=num["ls"], seed=METRIC_SEED, device=shared.device)
-    rec["ls_z"], rec["ls_w"] = ls["z"], ls["w"]
-    times["ls"] = time.time() - t0
-
-    rec = {"variant": variant.name, "seed": seed, **rec, "train_seconds": train_info["seconds"],
+    values, times = measure(G, variant, settings, shared)
+    info = shared.classifier(G.cfg.resolution)[1]
+    rec = {"variant": variant.name, "seed": seed, **values, "train_seconds": train_info["seconds"],
            "metric_seconds": {k: round(v, 1) for k, v in times.items()}, "train": train_info, "settings": settings,
            "classifier_holdout_accuracy": float(np.mean(list(info["holdout_accuracy"].values()))),
-           "date": datetime.datetime.now().isoformat(timespec="seconds")}
-    tmp = done.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rec, indent=2) + "\n")
-    os.replace(tmp, done)
+           "date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": git_commit()}
+    _write_json(done, rec)
     log(f"done  {variant.name:<6} seed {seed}: train {train_info['seconds']:6.0f}s  " +
         "  ".join(f"{k} {v:.0f}s" for k, v in times.items()))
     return rec, True
 
 
 def collect(outdir: Path, variants: list[Variant], size: dict) -> dict[str, list[dict]]:
-    """Every finished seed of each variant under outdir run at this size (seeds beyond --seeds included)."""
+    """Every seed of each variant under outdir run at this size (seeds beyond --seeds included): the trained record
+    where training finished, with its untrained control under "untrained" where that was measured. A seed with a
+    control only (--untrained-only) has no trained values."""
     runs = {}
     for v in variants:
         recs = []
-        for p in sorted(outdir.glob(f"{v.name}-seed*/ablation.json")):
-            rec = json.loads(p.read_text())
-            if rec["settings"] == run_settings(v, rec["seed"], size):
+        for folder in sorted(outdir.glob(f"{v.name}-seed*")):
+            found = {}
+            for name in ("ablation", "untrained"):
+                p = folder / f"{name}.json"
+                if p.is_file():
+                    r = json.loads(p.read_text())
+                    if r["settings"] == run_settings(v, r["seed"], size):
+                        found[name] = r
+            if found:
+                rec = dict(found.get("ablation") or {"variant": v.name, "seed": found["untrained"]["seed"]})
+                if "untrained" in found:
+                    rec["untrained"] = found["untrained"]
                 recs.append(rec)
         runs[v.name] = sorted(recs, key=lambda r: r["seed"])
     return runs
@@ -298,14 +400,22 @@ def table_rows(runs: dict[str, list[dict]], variants: list[Variant]) -> list[dic
     rows = []
     for v in variants:
         recs = runs.get(v.name, [])
-        row = {"variant": v.name, "label": v.label, "space": v.space.upper(), "seeds": len(recs)}
+        trained = [r for r in recs if "train_seconds" in r]
+        row = {"variant": v.name, "label": v.label, "space": v.space.upper(), "seeds": len(trained),
+               "untrained_seeds": sum("untrained" in r for r in recs)}
         for k in MEASURED:
             row[k], row[f"{k}_std"] = mean_std([r.get(k) for r in recs])
         for k in ("fid", "ppl_full", "ppl_end", "sep"):
             row[f"ours_{k}"], row[f"ours_{k}_std"] = mean_std([headline(r, v)[k] for r in recs])
+            row[f"untrained_{k}"], row[f"untrained_{k}_std"] = mean_std(
+                [headline(stage_record(r, "untrained"), v)[k] for r in recs])
             row[f"paper_{k}"] = v.paper[k]
-        row["train_seconds"] = float(np.mean([r["train_seconds"] for r in recs])) if recs else math.nan
-        row["metric_seconds"] = float(np.mean([sum(r["metric_seconds"].values()) for r in recs])) if recs else math.nan
+        row["train_seconds"] = float(np.mean([r["train_seconds"] for r in trained])) if trained else math.nan
+        row["metric_seconds"] = (float(np.mean([sum(r["metric_seconds"].values()) for r in trained]))
+                                 if trained else math.nan)
+        controls = [r["untrained"] for r in recs if "untrained" in r]
+        row["untrained_metric_seconds"] = (float(np.mean([sum(r["metric_seconds"].values()) for r in controls]))
+                                           if controls else math.nan)
         rows.append(row)
     return rows
 
@@ -319,15 +429,19 @@ def write_csv(rows: list[dict], path: Path):
             w.writerow({k: ("" if r[k] is None else r[k]) for k in keys})
 
 
-def write_markdown(rows, verdicts, path: Path, command: str, wall_s: float, size_name: str, size: dict):
-    compute_s = sum(r["seeds"] * (r["train_seconds"] + r["metric_seconds"]) for r in rows if r["seeds"])
+def write_markdown(rows, verdicts: dict[str, list[dict]], path: Path, command: str, wall_s: float, size_name: str,
+                   size: dict, commits: list[str] = ()):
+    """results.md. verdicts: {'trained': orderings(runs), 'untrained': orderings(runs, 'untrained')}."""
+    compute_s = (sum(r["seeds"] * (r["train_seconds"] + r["metric_seconds"]) for r in rows if r["seeds"])
+                 + sum(r["untrained_seeds"] * r["untrained_metric_seconds"] for r in rows if r["untrained_seeds"]))
     lines = [
         "# The paper's disentanglement study, in miniature",
         "",
         f"Command: `{command}`  ",
         f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} UTC; wall time of this invocation "
-        f"{wall_s / 60:.1f} min; the runs' own training and metric time, summed over variants and seeds, "
-        f"{compute_s / 60:.1f} min.  ",
+        f"{wall_s / 60:.1f} min; the runs' own training and metric time (untrained controls included), summed over "
+        f"variants and seeds, {compute_s / 60:.1f} min"
+        + (f"; code at commit {', '.join(sorted(set(c for c in commits if c)))}" if any(commits) else "") + ".  ",
         f"Size `{size_name}`: train.py {' '.join(size['train'])} on `{size['data']}`, the cpu preset's layout with "
         + ", ".join(f"{k} {v}" for k, v in size.get("network", {}).items())
         + f". Metrics: FID {size['fid']} images, PPL {size['ppl']} pairs, separability "
@@ -336,7 +450,8 @@ def write_markdown(rows, verdicts, path: Path, command: str, wall_s: float, size
         "",
         "Ours vs the paper (FFHQ 1024). PPL and separability in the space the paper reports for the row; "
         "mean ± std over seeds where there are several. Lower is better everywhere. Absolute values do not compare "
-        "(16x16 synthetic faces vs 1024x1024 photographs); orderings do.",
+        "(small synthetic faces vs 1024x1024 photographs); orderings do. *Untrained*: the same variant and seed at "
+        "initialisation, before any training step, measured the same way (the control).",
         "",
         "| variant | paper's row | space | seeds | FID | PPL full | PPL end | separability | paper FID | "
         "paper PPL full | paper PPL end | paper separability |",
@@ -348,8 +463,21 @@ def write_markdown(rows, verdicts, path: Path, command: str, wall_s: float, size
                                   for k in ("fid", "ppl_full", "ppl_end", "sep"))
                      + " | " + " | ".join(_fmt(r[f"paper_{k}"], digits=2) for k in ("fid", "ppl_full", "ppl_end", "sep"))
                      + " |")
-    lines += ["", "Every measurement. PPL only in the space the paper reports for the row (LPIPS is slow on a CPU); "
-              "separability in both. The traditional generator and mapping 0 have no W of their own "
+    lines += ["", "Trained against untrained (the control), same columns:", "",
+              "| variant | seeds (trained, untrained) | FID trained | FID untrained | PPL full trained | PPL full untrained | "
+              "PPL end trained | PPL end untrained | separability trained | separability untrained |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['seeds']}, {r['untrained_seeds']} | " + " | ".join(
+            _fmt(r[f"{stage}_{k}"], r[f"{stage}_{k}_std"], 3 if k == "sep" else 1)
+            for k in ("fid", "ppl_full", "ppl_end", "sep") for stage in ("ours", "untrained")) + " |")
+    above = [r["variant"] for r in rows if r["seeds"] and not r["ours_fid"] <= FID_FLOOR]
+    lines += ["", (f"**FID floor.** The study asks for trained networks at FID <= {FID_FLOOR:.0f}. "
+                   + (f"Above it: {', '.join(above)}. These networks have not yet learned the data, so their "
+                      "trained verdicts below say how the variants start to learn, not how they end."
+                      if above else "Every variant is below it."))]
+    lines += ["", "Every measurement after training. PPL only in the space the paper reports for the row (LPIPS is "
+              "slow on a CPU); separability in both. The traditional generator and mapping 0 have no W of their own "
               "(w = normalized z).", "",
               "| variant | " + " | ".join(MEASURED) + " | train s | metrics s |",
               "|---|" + "---|" * (len(MEASURED) + 2)]
@@ -358,19 +486,30 @@ def write_markdown(rows, verdicts, path: Path, command: str, wall_s: float, size
                                                        for k in MEASURED)
                      + f" | {_fmt(r['train_seconds'], digits=0)} | {_fmt(r['metric_seconds'], digits=0)} |")
     lines += ["", "## What reproduces", "",
-              "Each of the paper's orderings, from our means (seed spread: the gap against sqrt(std_a^2 + std_b^2)).",
-              "", "| the paper's claim | metric | paper | ours | verdict |", "|---|---|---|---|---|"]
-    for v in verdicts:
-        (pa, pb), (oa, ob) = v["paper"], v["ours"]
+              "Each of the paper's orderings, from our means, after training and at initialisation (seed spread: the "
+              "gap against sqrt(std_a^2 + std_b^2)). The answer: *holds* when the trained means are in the paper's "
+              "order beyond the seed spread and the untrained ones are not; *already at initialisation* when the "
+              "untrained networks show the same order beyond their spread; *unresolved* when the gap is within the "
+              "spread; *does not hold* when the trained order is the opposite.", "",
+              "| the paper's claim | metric | paper | ours, trained | trained | ours, untrained | untrained | answer |",
+              "|---|---|---|---|---|---|---|---|"]
+    answers = []
+    for v, u in zip(verdicts["trained"], verdicts["untrained"]):
+        (pa, pb), (oa, ob), (ua, ub) = v["paper"], v["ours"], u["ours"]
+        answers.append((v["claim"], conclusion(v, u)))
         lines.append(f"| {v['claim']} | {v['metric']} | {v['a']} {_fmt(pa)} < {v['b']} {_fmt(pb)} | "
-                     f"{v['a']} {_fmt(oa)} vs {v['b']} {_fmt(ob)} | {v['text']} |")
-    held = [v for v in verdicts if v["holds"]]
-    failed = [v for v in verdicts if v["holds"] is False]
-    lines += ["", f"Reproduced: {len(held)} of {len(verdicts)} orderings"
-              + (f" ({sum(1 for v in held if v['beyond_spread'])} beyond the seed spread)." if any(
-                  v["beyond_spread"] is not None for v in held) else ".")]
-    if failed:
-        lines.append("Not reproduced: " + "; ".join(v["claim"] for v in failed) + ".")
+                     f"{v['a']} {_fmt(oa)} vs {v['b']} {_fmt(ob)} | {v['text']} | "
+                     f"{v['a']} {_fmt(ua)} vs {v['b']} {_fmt(ub)} | {u['text']} | {answers[-1][1]} |")
+    lines.append("")
+    for title, test in (("Holds", lambda a: a.startswith("holds (beyond")),
+                        ("Holds, but already at initialisation", lambda a: a == "holds, but already at initialisation"),
+                        ("Holds, with the same order within the spread at initialisation",
+                         lambda a: a.startswith("holds (at initialisation")),
+                        ("Unresolved", lambda a: a.startswith("unresolved")),
+                        ("Does not hold", lambda a: a.startswith("does not hold"))):
+        claims = [c for c, a in answers if test(a)]
+        lines.append(f"- {title} ({len(claims)} of {len(answers)})" + (": " + "; ".join(claims) if claims else "")
+                     + ".")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -386,17 +525,21 @@ def plot(rows: list[dict], path: Path):
     x = np.arange(len(rows))
     fig, axes = plt.subplots(2, len(cols), figsize=(4 * len(cols), 6), sharex=True)
     for j, (ours, paper, title) in enumerate(cols):
-        mean = np.array([r[ours] for r in rows], float)
-        std = np.array([r[f"{ours}_std"] for r in rows], float)
-        axes[0, j].bar(x, np.nan_to_num(mean), yerr=None if np.isnan(std).all() else np.nan_to_num(std),
-                       color="tab:blue", capsize=3)
-        axes[0, j].set_title(f"{title}: ours (16x16 synthetic faces)" if j == 0 else f"{title}: ours")
+        for key, dx, style in ((ours, -0.2, dict(color="tab:blue", label="trained")),
+                               (ours.replace("ours_", "untrained_"), 0.2,
+                                dict(color="white", edgecolor="tab:blue", hatch="//", label="untrained (control)"))):
+            mean = np.array([r[key] for r in rows], float)
+            std = np.array([r[f"{key}_std"] for r in rows], float)
+            axes[0, j].bar(x + dx, np.nan_to_num(mean), width=0.4, capsize=3,
+                           yerr=None if np.isnan(std).all() else np.nan_to_num(std), **style)
+        axes[0, j].set_title(f"{title}: ours (synthetic faces)" if j == 0 else f"{title}: ours")
         pap = np.array([np.nan if r[paper] is None else r[paper] for r in rows], float)
         axes[1, j].bar(x, np.nan_to_num(pap), color="tab:gray")
         axes[1, j].set_title(f"{title}: paper (FFHQ)")
         axes[1, j].set_xticks(x, names, rotation=45)
     for ax in axes.flat:
         ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
     fig.suptitle("StyleGAN ablation in miniature: lower is better (error bars: std over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -421,6 +564,11 @@ def parse_args(argv=None):
     p.add_argument("--docs", default=None, help="where results.md/.csv and ablation.png go (default docs/, "
                                                 "--quick: its --outdir)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a minutes-long smoke run")
+    p.add_argument("--kimg", type=positive_float, default=None,
+                   help="train each variant on this many thousand images instead of the size's (default 10; --quick "
+                        "0.064): longer runs learn the data better and are measured as other runs")
+    p.add_argument("--untrained-only", action="store_true",
+                   help="measure only the untrained controls (every variant at initialisation), no training")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
@@ -435,6 +583,10 @@ def main(argv=None):
     args = parse_args(argv)
     size_name = "quick" if args.quick else "default"
     size = SIZES[size_name]
+    if args.kimg is not None:  # a longer (or shorter) training of the same size: other runs, other folders' settings
+        train_args = list(size["train"])
+        train_args[train_args.index("--kimg") + 1] = f"{args.kimg:g}"
+        size, size_name = {**size, "train": train_args}, f"{size_name}, --kimg {args.kimg:g}"
     outdir = Path(args.outdir or ("runs/ablation-quick" if args.quick else "runs/ablation"))
     docs = Path(args.docs or (outdir if args.quick else "docs"))
     if args.quick:  # keep the smoke run's tiny classifier and FID statistics out of the shared cache
@@ -443,20 +595,25 @@ def main(argv=None):
     docs.mkdir(parents=True, exist_ok=True)
     shared = Shared(size, pick_device(args.device))
     start = time.time()
-    trained = 0
+    trained = controls = 0
     for v in args.variants:
         for seed in range(args.seeds):
-            _, ran = run_variant(v, seed, size, outdir, shared)
-            trained += ran
+            if not args.untrained_only:
+                trained += run_variant(v, seed, size, outdir, shared)[1]
+            controls += run_control(v, seed, size, outdir, shared)[1]
     # The table shows every variant finished in outdir, not only this command's: adding seeds to a few keeps the rest.
     runs = collect(outdir, VARIANTS, size)
     shown = [v for v in VARIANTS if v in args.variants or runs[v.name]]
     rows = table_rows(runs, shown)
     command = "python ablation.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     write_csv(rows, docs / "results.csv")
-    write_markdown(rows, orderings(runs), docs / "results.md", command.strip(), time.time() - start, size_name, size)
+    verdicts = {stage: orderings(runs, stage) for stage in STAGES}
+    write_markdown(rows, verdicts, docs / "results.md", command.strip(), time.time() - start, size_name, size,
+                   [c for recs in runs.values() for r in recs for c in (r.get("commit"), r.get("untrained", {}).get("commit"))])
     plot(rows, docs / "ablation.png")
-    print(f"{trained} run(s) done now, {sum(map(len, runs.values())) - trained} finished earlier; "
+    finished = sum("train_seconds" in r for recs in runs.values() for r in recs)
+    print(f"{trained} run(s) done now, {finished - trained} finished earlier; {controls} untrained control(s) measured "
+          f"now; "
           f"results in {docs / 'results.md'}, {docs / 'results.csv'}, {docs / 'ablation.png'} "
           f"({(time.time() - start) / 60:.1f} min)")
 

@@ -616,15 +616,24 @@ def cpu_threads(requested: int = 0) -> int:
     return max(1, cores // max(local, 1))
 
 
+def initial_networks(cfg: TrainConfig) -> tuple[Generator, Discriminator]:
+    """G and D as a run with this config starts them, before any step: a function of cfg.network and cfg.seed only.
+    (ablation.py measures this G as the untrained control of each variant.)"""
+    from accelerate.utils import set_seed
+
+    set_seed(cfg.seed)
+    net_cfg = NetworkConfig.from_dict(cfg.network)
+    return Generator(net_cfg), Discriminator(net_cfg)
+
+
 def make_networks(cfg: TrainConfig, accel, init: InitSource | None = None):
     """G, D, G_ema and the two Adam optimizers, the same on every process, prepared by `accel`: G, D and the
     optimizers come back wrapped for distributed training where it applies (unwrap them with accel.unwrap_model)."""
     from accelerate.utils import set_seed
 
-    net_cfg = NetworkConfig.from_dict(cfg.network)
-    set_seed(cfg.seed)  # the same initial networks on every process, whatever their number
+    G, D = initial_networks(cfg)  # the same initial networks on every process, whatever their number
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    G, D = Generator(net_cfg).train().to(memory_format=layout), Discriminator(net_cfg).train().to(memory_format=layout)
+    G, D = G.train().to(memory_format=layout), D.train().to(memory_format=layout)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     if init is not None:
         load_init_weights(init, G, G_ema, D)

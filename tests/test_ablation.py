@@ -70,6 +70,50 @@ def test_orderings_read_each_row_in_its_own_space():
     assert len(by) == len(ablation.ORDERINGS)
 
 
+def _v(holds, beyond):
+    return {"holds": holds, "beyond_spread": beyond}
+
+
+def test_conclusion_weighs_trained_against_untrained():
+    c = ablation.conclusion
+    assert c(_v(True, True), _v(False, True)) == "holds (beyond the seed spread; not at initialisation)"
+    assert c(_v(True, True), _v(False, False)).startswith("holds (beyond")
+    assert c(_v(True, True), _v(True, True)) == "holds, but already at initialisation"
+    assert c(_v(True, True), _v(True, False)).startswith("holds (at initialisation the same order")
+    assert c(_v(True, False), _v(False, True)) == "unresolved: within the seed spread"
+    assert c(_v(True, None), _v(True, None)) == "unresolved: one seed, no spread"
+    assert c(_v(False, True), _v(True, True)) == "does not hold (beyond the seed spread)"
+    assert c(_v(False, False), _v(True, True)) == "does not hold"
+    assert c(_v(None, None), _v(True, True)) == "not measured"
+
+
+def test_orderings_at_initialisation_read_the_control():
+    runs = {"E": [_rec("E", s, ppl_wfull=1.0 + s, untrained={"ppl_wfull": 9.0 + s}) for s in range(2)],
+            "D": [_rec("D", s, ppl_wfull=5.0 + s, untrained={"ppl_wfull": 2.0 + s}) for s in range(2)],
+            "F": [_rec("F", 0, ppl_wfull=3.0)]}  # a record without a control: not measured, never a crash
+    trained = {(o["metric"], o["a"], o["b"]): o for o in ablation.orderings(runs)}
+    untrained = {(o["metric"], o["a"], o["b"]): o for o in ablation.orderings(runs, "untrained")}
+    assert trained[("ppl_full", "E", "D")]["holds"] is True and trained[("ppl_full", "E", "D")]["ours"] == (1.5, 5.5)
+    assert untrained[("ppl_full", "E", "D")]["holds"] is False and untrained[("ppl_full", "E", "D")]["ours"] == (9.5, 2.5)
+    assert untrained[("ppl_full", "E", "F")]["holds"] is None and trained[("ppl_full", "E", "F")]["holds"] is True
+
+
+def test_the_control_is_the_network_training_starts_from():
+    import torch
+    import train
+    from accelerate import Accelerator
+
+    settings = ablation.run_settings(ablation.BY_NAME["F"], 3, ablation.SIZES["quick"])
+    cfg = ablation.train_config(settings)
+    G0, _ = train.initial_networks(cfg)
+    G, _, G_ema, _, _ = train.make_networks(cfg, Accelerator(cpu=True))
+    for name, t in G0.state_dict().items():
+        assert torch.equal(t, G.state_dict()[name]) and torch.equal(t, G_ema.state_dict()[name]), name
+    other = train.initial_networks(ablation.train_config(ablation.run_settings(ablation.BY_NAME["F"], 4,
+                                                                                 ablation.SIZES["quick"])))[0]
+    assert any(not torch.equal(a, b) for a, b in zip(other.parameters(), G0.parameters()))  # another seed
+
+
 def test_table_rows_mean_and_std_over_seeds():
     runs = {"E": [_rec("E", 0, fid=10.0, ppl_wfull=1.0, ppl_wend=2.0, ls_z=5.0, ls_w=3.0, train_seconds=10,
                        metric_seconds={"fid": 1.0}),
@@ -126,8 +170,19 @@ def test_quick_run_writes_results_and_resumes(tmp_path):
         for k in ("ours_fid", "ours_ppl_full", "ours_ppl_end", "ours_sep", "ls_z", "ls_w"):
             assert math.isfinite(float(r[k])) and float(r[k]) >= 0, (r["variant"], k, r[k])
     md = (outdir / "results.md").read_text()
-    assert md.count("\n| trad |") == 2 and "## What reproduces" in md and "--quick" in md
+    assert md.count("\n| trad |") == 3 and "## What reproduces" in md and "--quick" in md
     assert sum(line.startswith("| ") and ("reproduced" in line) for line in md.splitlines()) == len(ablation.ORDERINGS)
+    # The untrained control: every record holds the same metrics at initialisation, and they differ from training's.
+    for p in outdir.glob("*-seed0/ablation.json"):
+        rec = json.loads(p.read_text())
+        control = json.loads((p.parent / "untrained.json").read_text())
+        measured = {k for k in rec if k.startswith(("fid", "ppl_", "ls_"))}
+        assert {k for k in control if k.startswith(("fid", "ppl_", "ls_"))} == measured, p
+        assert all(math.isfinite(control[k]) for k in measured), control
+        assert control["fid"] != rec["fid"] and control["settings"] == rec["settings"]
+    for r in rows:
+        assert math.isfinite(float(r["untrained_fid"])) and math.isfinite(float(r["untrained_sep"]))
+    assert md.count("| ours, untrained |") == 1 and "Does not hold" in md and "FID floor" in md
     with Image.open(outdir / "ablation.png") as im:
         assert im.size[0] > 400 and im.size[1] > 300
     for name in ("results.md", "results.csv", "ablation.png"):  # --quick writes beside its runs, never into docs/
@@ -158,6 +213,19 @@ def test_quick_run_writes_results_and_resumes(tmp_path):
     with open(outdir / "results.csv") as f:
         rows = {r["variant"]: r for r in csv.DictReader(f)}
     assert len(rows) == 8 and rows["E"]["seeds"] == "2" and rows["F"]["seeds"] == "1"
+    assert rows["E"]["untrained_seeds"] == "2"  # E-seed1's control was measured, though its training was made up
+
+    # Controls alone: two more seeds of map1 at initialisation, nothing trained.
+    fourth = subprocess.run([sys.executable, str(ROOT / "ablation.py"), "--quick", "--outdir", str(outdir), "--variants",
+                             "map1", "--seeds", "3", "--untrained-only"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert fourth.returncode == 0, fourth.stderr[-3000:]
+    assert "0 run(s) done now" in fourth.stdout and "2 untrained control(s) measured now" in fourth.stdout
+    assert (outdir / "map1-seed2" / "untrained.json").is_file() and not (outdir / "map1-seed2" / "network").exists()
+    with open(outdir / "results.csv") as f:
+        rows = {r["variant"]: r for r in csv.DictReader(f)}
+    assert rows["map1"]["seeds"] == "1" and rows["map1"]["untrained_seeds"] == "3"
+    assert float(rows["map1"]["untrained_ppl_full_std"]) > 0 and math.isfinite(float(rows["map1"]["ours_sep"]))
     assert float(rows["E"]["ours_sep"]) == pytest.approx(kept["ls_w"] + 0.5)
     assert float(rows["E"]["ours_sep_std"]) == pytest.approx(math.sqrt(0.5))
 

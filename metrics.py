@@ -386,9 +386,9 @@ class _Moments:
         return self
 
     def stats(self) -> tuple[np.ndarray, np.ndarray]:
-        mu = (self.s / self.n).numpy()
-        sigma = ((self.ss - self.n * np.outer(mu, mu)) / (self.n - 1)).numpy()  # unbiased, as np.cov
-        return mu, sigma
+        mu = self.s / self.n
+        sigma = (self.ss - self.n * torch.outer(mu, mu)) / (self.n - 1)  # unbiased, as np.cov
+        return mu.numpy(), sigma.numpy()
 
 
 def _gather_moments(m: _Moments, state) -> _Moments:

@@ -10,6 +10,9 @@ folder holding `ablation.json` is finished and is never run again, and an interr
 its last checkpoint, so re-running the same command continues where it stopped. The tables aggregate every finished
 seed found on disk, so adding seeds later needs no retraining of the others.
 
+Beside each trained run, the same variant and seed is measured at initialisation (the untrained control, kept in
+untrained.json): an ordering that already holds before training owes nothing to it.
+
 Outputs: results.md (tables beside the paper's numbers, and which of the paper's orderings the miniature reproduces),
 results.csv and ablation.png, in --docs (default docs/; --quick writes them into its --outdir instead).
 """
@@ -135,6 +138,8 @@ def verdict(lower: list[float], higher: list[float]) -> dict:
     (ma, sa), (mb, sb) = mean_std(lower), mean_std(higher)
     if not (math.isfinite(ma) and math.isfinite(mb)):
         return {"holds": None, "beyond_spread": None, "text": "not measured"}
+    if ma == mb:  # e.g. D, E and F at initialisation: the same network (noise strengths start at 0, mixing is training)
+        return {"holds": False, "beyond_spread": False, "text": "equal (no difference)"}
     holds = ma < mb
     spread = math.hypot(sa, sb) if math.isfinite(sa) and math.isfinite(sb) else None
     beyond = None if spread is None else abs(mb - ma) > spread
@@ -251,6 +256,9 @@ def measure(G, variant: Variant, settings: dict, shared: "Shared") -> tuple[dict
     t0 = time.time()
     ls = metrics.separability(G, classifier, num=num["ls"], seed=METRIC_SEED, device=shared.device)
     rec["ls_z"], rec["ls_w"] = ls["z"], ls["w"]
+    # Attributes whose kept labels are all of one class score H = 0, as the official metric has it: a network whose
+    # images the classifier cannot tell apart (an untrained one) looks perfectly separable in them. Counted, to say so.
+    rec["ls_one_class"] = int(np.isnan(np.asarray(ls["directions"], np.float64)).any(axis=1).sum())
     times["ls"] = time.time() - t0
     return rec, times
 
@@ -414,6 +422,8 @@ def table_rows(runs: dict[str, list[dict]], variants: list[Variant]) -> list[dic
         row["metric_seconds"] = (float(np.mean([sum(r["metric_seconds"].values()) for r in trained]))
                                  if trained else math.nan)
         controls = [r["untrained"] for r in recs if "untrained" in r]
+        row["ls_one_class"] = mean_std([r.get("ls_one_class") for r in trained])[0]
+        row["untrained_ls_one_class"] = mean_std([c.get("ls_one_class") for c in controls])[0]
         row["untrained_metric_seconds"] = (float(np.mean([sum(r["metric_seconds"].values()) for r in controls]))
                                            if controls else math.nan)
         rows.append(row)
@@ -465,12 +475,18 @@ def write_markdown(rows, verdicts: dict[str, list[dict]], path: Path, command: s
                      + " |")
     lines += ["", "Trained against untrained (the control), same columns:", "",
               "| variant | seeds (trained, untrained) | FID trained | FID untrained | PPL full trained | PPL full untrained | "
-              "PPL end trained | PPL end untrained | separability trained | separability untrained |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "PPL end trained | PPL end untrained | separability trained | separability untrained | "
+              "one-class attributes, trained / untrained |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['seeds']}, {r['untrained_seeds']} | " + " | ".join(
             _fmt(r[f"{stage}_{k}"], r[f"{stage}_{k}_std"], 3 if k == "sep" else 1)
-            for k in ("fid", "ppl_full", "ppl_end", "sep") for stage in ("ours", "untrained")) + " |")
+            for k in ("fid", "ppl_full", "ppl_end", "sep") for stage in ("ours", "untrained"))
+            + f" | {_fmt(r['ls_one_class'], digits=1)} / {_fmt(r['untrained_ls_one_class'], digits=1)} |")
+    lines += ["", "*One-class attributes*: of the attributes the separability metric scores, those whose confident "
+              "half of the samples the classifier gives a single label; they count as perfectly separable (H = 0), "
+              "as in the official metric. Where the untrained networks have many, their low separability says the "
+              "classifier sees no variation in their images, not that their latent space is disentangled."]
     above = [r["variant"] for r in rows if r["seeds"] and not r["ours_fid"] <= FID_FLOOR]
     lines += ["", (f"**FID floor.** The study asks for trained networks at FID <= {FID_FLOOR:.0f}. "
                    + (f"Above it: {', '.join(above)}. These networks have not yet learned the data, so their "
@@ -557,7 +573,9 @@ def parse_args(argv=None):
                "examples:\n"
                "  python ablation.py                                   # all variants, one seed, ~55 min on 2 CPU cores\n"
                "  python ablation.py --seeds 3 --variants D,E,mix50,F  # add seeds where differences are small\n"
-               "  python ablation.py --quick --outdir /tmp/abl         # smoke run, outputs in /tmp/abl\n")
+               "  python ablation.py --quick --outdir /tmp/abl         # smoke run, outputs in /tmp/abl\n"
+               "  python ablation.py --seeds 3 --untrained-only        # the untrained controls alone, no training\n"
+               "  python ablation.py --seeds 3 --kimg 200              # longer training (a GPU), other run folders\n")
     p.add_argument("--variants", default=",".join(v.name for v in VARIANTS), help="comma-separated subset")
     p.add_argument("--seeds", type=int_at_least(1), default=1, help="training seeds per variant, 0..K-1 (default 1)")
     p.add_argument("--outdir", default=None, help="run folders (default runs/ablation, --quick runs/ablation-quick)")
@@ -596,8 +614,8 @@ def main(argv=None):
     shared = Shared(size, pick_device(args.device))
     start = time.time()
     trained = controls = 0
-    for v in args.variants:
-        for seed in range(args.seeds):
+    for seed in range(args.seeds):  # seed by seed: a study cut short still has every variant
+        for v in args.variants:
             if not args.untrained_only:
                 trained += run_variant(v, seed, size, outdir, shared)[1]
             controls += run_control(v, seed, size, outdir, shared)[1]

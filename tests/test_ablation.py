@@ -39,6 +39,11 @@ def test_verdict_against_the_seed_spread():
     assert v["holds"] is False and v["beyond_spread"] is True
 
 
+def test_verdict_of_equal_values_is_a_tie():
+    v = ablation.verdict([2.0, 3.0], [2.0, 3.0])
+    assert v == {"holds": False, "beyond_spread": False, "text": "equal (no difference)"}
+
+
 def test_verdict_missing_or_nonfinite():
     assert ablation.verdict([], [1.0])["holds"] is None
     assert ablation.verdict([math.nan], [1.0])["text"] == "not measured"

@@ -836,7 +836,7 @@ def save_snapshot_images(accel, G_ema: Generator, grid_z: torch.Tensor, phase: P
 
 def log_step(accel, bar, phase: Phase, losses: torch.Tensor, cur_nimg: int, dt: float) -> None:
     """The progress bar's status and the tracker's scalars after one step (main process)."""
-    bar.update(phase.batch / 1000)
+    bar.update(min(phase.batch / 1000, bar.total - bar.n))  # the last batch may overshoot --kimg: stop the bar at 100%
     bar.set_postfix_str(f"res {phase.res} alpha {phase.alpha:.2f} D {losses[0]:.3f} G {losses[2]:.3f} "
                         f"R1 {losses[1]:.3f} {1000 * dt / phase.batch:.1f} s/kimg", refresh=False)
     accel.log({"loss/D": losses[0].item(), "loss/G": losses[2].item(), "loss/penalty": losses[1].item(),

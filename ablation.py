@@ -1,6 +1,6 @@
 """The paper's disentanglement study (Tables 1, 3 and 4) in miniature, on the synthetic faces.
 
-    python ablation.py                          # every variant, default size (about an hour on a 2-core CPU)
+    python ablation.py                          # every variant and its control (about 85 minutes on a 2-core CPU)
     python ablation.py --seeds 3 --variants D,E,F,mix50   # more seeds where the paper's differences are small
     python ablation.py --quick                  # a minutes-long smoke run (what the tests run)
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import json
 import math
 import os
@@ -221,8 +222,10 @@ def train_config(settings: dict):
     return cfg
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """The commit of the code that made a record (None outside a git checkout)."""
+    """The commit of the code that made a record (None outside a git checkout): read once, when the study starts
+    (main calls it first), so that commits made while a long study runs are not credited with its records."""
     import subprocess
 
     try:
@@ -488,10 +491,14 @@ def write_markdown(rows, verdicts: dict[str, list[dict]], path: Path, command: s
               "as in the official metric. Where the untrained networks have many, their low separability says the "
               "classifier sees no variation in their images, not that their latent space is disentangled."]
     above = [r["variant"] for r in rows if r["seeds"] and not r["ours_fid"] <= FID_FLOOR]
-    lines += ["", (f"**FID floor.** The study asks for trained networks at FID <= {FID_FLOOR:.0f}. "
-                   + (f"Above it: {', '.join(above)}. These networks have not yet learned the data, so their "
-                      "trained verdicts below say how the variants start to learn, not how they end."
-                      if above else "Every variant is below it."))]
+    if not any(r["seeds"] for r in rows):
+        floor = "No variant has been trained in this record (untrained controls only, `--untrained-only`)."
+    elif above:
+        floor = (f"Above it: {', '.join(above)}. These networks have not yet learned the data, so their trained "
+                 "verdicts below say how the variants start to learn, not how they end.")
+    else:
+        floor = "Every trained variant is below it."
+    lines += ["", f"**FID floor.** The study asks for trained networks at FID <= {FID_FLOOR:.0f}. {floor}"]
     lines += ["", "Every measurement after training. PPL only in the space the paper reports for the row (LPIPS is "
               "slow on a CPU); separability in both. The traditional generator and mapping 0 have no W of their own "
               "(w = normalized z).", "",
@@ -571,7 +578,7 @@ def parse_args(argv=None):
         "ablation.py", "Train the paper's generator variants small and measure FID, PPL and separability.",
         "variants: " + ", ".join(f"{v.name} ({v.label})" for v in VARIANTS) + "\n\n"
                "examples:\n"
-               "  python ablation.py                                   # all variants, one seed, ~55 min on 2 CPU cores\n"
+               "  python ablation.py                                   # all variants, one seed, ~85 min on 2 CPU cores\n"
                "  python ablation.py --seeds 3 --variants D,E,mix50,F  # add seeds where differences are small\n"
                "  python ablation.py --quick --outdir /tmp/abl         # smoke run, outputs in /tmp/abl\n"
                "  python ablation.py --seeds 3 --untrained-only        # the untrained controls alone, no training\n"
@@ -599,6 +606,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    git_commit()
     size_name = "quick" if args.quick else "default"
     size = SIZES[size_name]
     if args.kimg is not None:  # a longer (or shorter) training of the same size: other runs, other folders' settings

@@ -119,6 +119,25 @@ def test_the_control_is_the_network_training_starts_from():
     assert any(not torch.equal(a, b) for a, b in zip(other.parameters(), G0.parameters()))  # another seed
 
 
+def test_d_e_and_f_are_one_network_at_initialisation():
+    # Noise strengths start at zero (official init) and style mixing acts only in training: before the first step,
+    # D (no noise), E (noise) and F (noise + mixing) make the same images, which is why their orderings tie there.
+    import torch
+    import train
+
+    size = ablation.SIZES["quick"]
+    z = torch.randn(4, size["network"]["z_dim"], generator=torch.Generator().manual_seed(0))
+    images = {}
+    for name in ("D", "E", "F"):
+        G0 = train.initial_networks(ablation.train_config(ablation.run_settings(ablation.BY_NAME[name], 2, size)))[0]
+        with torch.no_grad():
+            images[name] = G0.eval()(z, noise_mode="random")
+    assert torch.equal(images["D"], images["E"]) and torch.equal(images["E"], images["F"])
+    G_map0 = train.initial_networks(ablation.train_config(ablation.run_settings(ablation.BY_NAME["map0"], 2, size)))[0]
+    with torch.no_grad():
+        assert not torch.allclose(G_map0.eval()(z), images["F"])  # another architecture: other images
+
+
 def test_table_rows_mean_and_std_over_seeds():
     runs = {"E": [_rec("E", 0, fid=10.0, ppl_wfull=1.0, ppl_wend=2.0, ls_z=5.0, ls_w=3.0, train_seconds=10,
                        metric_seconds={"fid": 1.0}),

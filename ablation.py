@@ -3,6 +3,8 @@
     python ablation.py                          # every variant and its control (about 85 minutes on a 2-core CPU)
     python ablation.py --seeds 3 --variants D,E,F,mix50   # more seeds where the paper's differences are small
     python ablation.py --quick                  # a minutes-long smoke run (what the tests run)
+    python ablation.py --kimg 200 --batch 64 --train-only   # train only (a GPU machine); the same command
+                                                            # without --train-only measures, on any machine
 
 Each variant is trained with train.py and measured with metrics.py (FID, PPL full/end in Z and W, separability in Z
 and W); nothing here trains or measures by itself. Every variant and seed gets its own folder under --outdir; a
@@ -11,7 +13,8 @@ its last checkpoint, so re-running the same command continues where it stopped. 
 seed found on disk, so adding seeds later needs no retraining of the others.
 
 Beside each trained run, the same variant and seed is measured at initialisation (the untrained control, kept in
-untrained.json): an ordering that already holds before training owes nothing to it.
+untrained.json): an ordering that already holds before training owes nothing to it. The control does not depend on
+the training schedule (--kimg, --batch), so one measured for one training length serves every other.
 
 Outputs: results.md (tables beside the paper's numbers, and which of the paper's orderings the miniature reproduces),
 results.csv and ablation.png, in --docs (default docs/; --quick writes them into its --outdir instead).
@@ -119,6 +122,21 @@ def PIXEL_FEATURES(images):
 METRIC_SEED = 0  # one metric seed for every variant: the same latents, so differences come from the networks
 
 
+def study_size(quick: bool, kimg: float | None = None, batch: int | None = None) -> tuple[dict, str]:
+    """The size a command runs at, and its name for results.md: --quick's or the default, with --kimg (a longer or
+    shorter training) and --batch (a larger minibatch for a GPU) put in its train.py options. Runs at another size
+    are other runs: their settings, and so their folders' records, differ."""
+    size_name = "quick" if quick else "default"
+    size = SIZES[size_name]
+    train_args = list(size["train"])
+    for flag, value in (("--kimg", None if kimg is None else f"{kimg:g}"),
+                        ("--batch", None if batch is None else str(batch))):
+        if value is not None:
+            train_args[train_args.index(flag) + 1] = value
+            size_name += f", {flag} {value}"
+    return {**size, "train": train_args}, size_name
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Verdicts (pure, tested on synthetic numbers)
 
@@ -214,6 +232,29 @@ def run_settings(variant: Variant, seed: int, size: dict) -> dict:
             "network": size.get("network", {})}
 
 
+# train.py options that set only the training schedule and data loading, each followed by its value. The untrained
+# control is train.initial_networks(cfg), a function of cfg.network and cfg.seed alone, and train.make_config sets
+# neither from these options (they set cfg.kimg, cfg.batch, cfg.base_lr/cfg.lr, cfg.tick_kimg, cfg.snap_kimg,
+# cfg.workers, cfg.stable_kimg and cfg.fade_kimg): a control measured under one training schedule is the control of
+# every other. The metrics' settings and --data (the metrics' data) stay; so does --start-res, which changes no
+# network either but which no size varies.
+SCHEDULE_ONLY = ("--kimg", "--batch", "--lr", "--tick-kimg", "--snap-kimg", "--workers", "--stable-kimg",
+                 "--fade-kimg")
+
+
+def control_settings(settings: dict) -> dict:
+    """The settings that decide an untrained control: a run's settings without its schedule-only train options."""
+    args, kept, i = settings["train_args"], [], 0
+    while i < len(args):
+        if args[i] in SCHEDULE_ONLY:
+            i += 2  # the option and its value
+            continue
+        if args[i].split("=", 1)[0] not in SCHEDULE_ONLY:  # --kimg=10 is one item
+            kept.append(args[i])
+        i += 1
+    return {**settings, "train_args": kept}
+
+
 def train_config(settings: dict):
     import train
 
@@ -301,41 +342,71 @@ def _write_json(path: Path, obj: dict):
     os.replace(tmp, path)
 
 
-def _finished(path: Path, settings: dict, folder: Path) -> dict | None:
-    """The record at `path` if it exists; an error if it was made with other settings."""
+def _finished(path: Path, settings: dict, folder: Path, key=lambda s: s) -> dict | None:
+    """The record at `path` if it exists; an error if it was made with other settings. key: what of the settings
+    must agree (control_settings for an untrained control), applied to both the stored and the given ones."""
     if not path.is_file():
         return None
     rec = json.loads(path.read_text())
-    if rec["settings"] != settings:
-        raise UsageError(f"{folder} was run with other settings; use another --outdir (or delete the folder)")
+    if key(rec["settings"]) != key(settings):
+        raise _other_settings(folder)
     return rec
+
+
+def _other_settings(folder: Path) -> UsageError:
+    return UsageError(f"{folder} was run with other settings; use another --outdir (or delete the folder)")
 
 
 def run_control(variant: Variant, seed: int, size: dict, outdir: Path, shared: Shared, log=print) -> tuple[dict, bool]:
     """The untrained control of one variant and seed: the generator its training run starts from
     (train.initial_networks), measured as the trained one is. An ordering that already holds here owes nothing to
-    training. Kept in <folder>/untrained.json; returns (its record, whether anything ran)."""
+    training. Kept in <folder>/untrained.json with its control_settings, so that runs of another training length
+    (--kimg, --batch) share it; returns (its record, whether anything ran)."""
     import train
 
     folder = outdir / f"{variant.name}-seed{seed}"
     done = folder / "untrained.json"
     settings = run_settings(variant, seed, size)
-    rec = _finished(done, settings, folder)
+    rec = _finished(done, settings, folder, key=control_settings)
     if rec is not None:
         return rec, False
     G0 = train.initial_networks(train_config(settings))[0].eval().requires_grad_(False).to(shared.device)
     values, times = measure(G0, variant, settings, shared)
     rec = {"variant": variant.name, "seed": seed, **values, "metric_seconds": {k: round(v, 1) for k, v in times.items()},
-           "settings": settings, "date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": git_commit()}
+           "settings": control_settings(settings), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+           "commit": git_commit()}
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(done, rec)
     log(f"done  {variant.name:<6} seed {seed} untrained: " + "  ".join(f"{k} {v:.0f}s" for k, v in times.items()))
     return rec, True
 
 
+def train_variant(variant: Variant, seed: int, size: dict, outdir: Path, log=print) -> bool:
+    """Train (or continue) one variant and seed into <outdir>/<variant>-seed<seed>/, ending with its train.json;
+    returns whether it trained (False: train.json was there). Measuring is run_variant's, on any machine later."""
+    import train
+
+    folder = outdir / f"{variant.name}-seed{seed}"
+    settings = run_settings(variant, seed, size)
+    _finished(folder / "ablation.json", settings, folder)  # a folder of another size is refused, never trained on
+    train_json = folder / "train.json"
+    if train_json.is_file():
+        if json.loads(train_json.read_text()).get("settings", settings) != settings:  # older ones keep none
+            raise _other_settings(folder)
+        return False
+    cfg = train_config(settings)
+    resume = train.latest_checkpoint(folder) if folder.is_dir() else None
+    t0 = time.time()
+    summary = train.train(cfg, folder, resume=resume, log_fn=lambda s: None)
+    _write_json(train_json, {"seconds": round(time.time() - t0, 1), "resumed": resume is not None,
+                             "kimg": summary["cur_nimg"] / 1000, "sec_per_kimg": summary["sec_per_kimg"],
+                             "settings": settings})
+    log(f"train {variant.name:<6} seed {seed}: {time.time() - t0:6.0f}s  -> {folder}")
+    return True
+
+
 def run_variant(variant: Variant, seed: int, size: dict, outdir: Path, shared: Shared, log=print) -> tuple[dict, bool]:
     """Train (or continue) and measure one variant and seed; returns (its record, whether anything ran)."""
-    import train
     from model import load_network
 
     folder = outdir / f"{variant.name}-seed{seed}"
@@ -346,16 +417,8 @@ def run_variant(variant: Variant, seed: int, size: dict, outdir: Path, shared: S
         log(f"skip  {variant.name:<6} seed {seed}: finished earlier ({done})")
         return rec, False
 
-    train_json = folder / "train.json"
-    if not train_json.is_file():
-        cfg = train_config(settings)
-        resume = train.latest_checkpoint(folder) if folder.is_dir() else None
-        t0 = time.time()
-        summary = train.train(cfg, folder, resume=resume, log_fn=lambda s: None)
-        train_json.write_text(json.dumps({"seconds": round(time.time() - t0, 1), "resumed": resume is not None,
-                                          "kimg": summary["cur_nimg"] / 1000,
-                                          "sec_per_kimg": summary["sec_per_kimg"]}, indent=2) + "\n")
-    train_info = json.loads(train_json.read_text())
+    train_variant(variant, seed, size, outdir, log)
+    train_info = {k: v for k, v in json.loads((folder / "train.json").read_text()).items() if k != "settings"}
 
     G = load_network(folder / "network", shared.device)
     values, times = measure(G, variant, settings, shared)
@@ -372,8 +435,8 @@ def run_variant(variant: Variant, seed: int, size: dict, outdir: Path, shared: S
 
 def collect(outdir: Path, variants: list[Variant], size: dict) -> dict[str, list[dict]]:
     """Every seed of each variant under outdir run at this size (seeds beyond --seeds included): the trained record
-    where training finished, with its untrained control under "untrained" where that was measured. A seed with a
-    control only (--untrained-only) has no trained values."""
+    where training finished, with its untrained control under "untrained" where that was measured (at any training
+    schedule: see control_settings). A seed with a control only (--untrained-only) has no trained values."""
     runs = {}
     for v in variants:
         recs = []
@@ -383,7 +446,8 @@ def collect(outdir: Path, variants: list[Variant], size: dict) -> dict[str, list
                 p = folder / f"{name}.json"
                 if p.is_file():
                     r = json.loads(p.read_text())
-                    if r["settings"] == run_settings(v, r["seed"], size):
+                    key = control_settings if name == "untrained" else (lambda s: s)
+                    if key(r["settings"]) == key(run_settings(v, r["seed"], size)):
                         found[name] = r
             if found:
                 rec = dict(found.get("ablation") or {"variant": v.name, "seed": found["untrained"]["seed"]})
@@ -582,7 +646,10 @@ def parse_args(argv=None):
                "  python ablation.py --seeds 3 --variants D,E,mix50,F  # add seeds where differences are small\n"
                "  python ablation.py --quick --outdir /tmp/abl         # smoke run, outputs in /tmp/abl\n"
                "  python ablation.py --seeds 3 --untrained-only        # the untrained controls alone, no training\n"
-               "  python ablation.py --seeds 3 --kimg 200              # longer training (a GPU), other run folders\n")
+               "  python ablation.py --seeds 3 --kimg 200              # longer training (a GPU), other run folders\n"
+               "  python ablation.py --seeds 3 --kimg 200 --batch 64 --train-only\n"
+               "                                                       # train only (a GPU machine); the same command\n"
+               "                                                       # without --train-only then measures anywhere\n")
     p.add_argument("--variants", default=",".join(v.name for v in VARIANTS), help="comma-separated subset")
     p.add_argument("--seeds", type=int_at_least(1), default=1, help="training seeds per variant, 0..K-1 (default 1)")
     p.add_argument("--outdir", default=None, help="run folders (default runs/ablation, --quick runs/ablation-quick)")
@@ -592,10 +659,18 @@ def parse_args(argv=None):
     p.add_argument("--kimg", type=positive_float, default=None,
                    help="train each variant on this many thousand images instead of the size's (default 10; --quick "
                         "0.064): longer runs learn the data better and are measured as other runs")
+    p.add_argument("--batch", type=int_at_least(1), default=None,
+                   help="minibatch instead of the size's (default 32; --quick 16): a GPU takes larger ones; runs at "
+                        "another batch are other runs")
     p.add_argument("--untrained-only", action="store_true",
                    help="measure only the untrained controls (every variant at initialisation), no training")
+    p.add_argument("--train-only", action="store_true",
+                   help="only train (train.json in each run folder): no controls, metrics or results. The same "
+                        "command without it measures them later, on any machine, without training again")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     args = p.parse_args(argv)
+    if args.train_only and args.untrained_only:
+        p.error("--train-only and --untrained-only exclude each other: give one")
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     bad = [n for n in names if n not in BY_NAME]
     if bad or not names:
@@ -607,17 +682,21 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     git_commit()
-    size_name = "quick" if args.quick else "default"
-    size = SIZES[size_name]
-    if args.kimg is not None:  # a longer (or shorter) training of the same size: other runs, other folders' settings
-        train_args = list(size["train"])
-        train_args[train_args.index("--kimg") + 1] = f"{args.kimg:g}"
-        size, size_name = {**size, "train": train_args}, f"{size_name}, --kimg {args.kimg:g}"
+    size, size_name = study_size(args.quick, args.kimg, args.batch)
     outdir = Path(args.outdir or ("runs/ablation-quick" if args.quick else "runs/ablation"))
     docs = Path(args.docs or (outdir if args.quick else "docs"))
     if args.quick:  # keep the smoke run's tiny classifier and FID statistics out of the shared cache
         os.environ.setdefault("STYLEGAN_CACHE", str(outdir / "cache"))
     outdir.mkdir(parents=True, exist_ok=True)
+    if args.train_only:  # e.g. on a GPU machine; the same command without --train-only measures these folders later
+        start, done, earlier = time.time(), [], []
+        for seed in range(args.seeds):  # seed by seed, as below
+            for v in args.variants:
+                (done if train_variant(v, seed, size, outdir) else earlier).append(f"{v.name}-seed{seed}")
+        print(f"{len(done)} run(s) trained now, {len(earlier)} trained earlier, at size {size_name}, in {outdir}/: "
+              f"{', '.join(done + earlier)} ({(time.time() - start) / 60:.1f} min). Measure them with the same "
+              f"command without --train-only")
+        return
     docs.mkdir(parents=True, exist_ok=True)
     shared = Shared(size, pick_device(args.device))
     start = time.time()

@@ -203,7 +203,7 @@ def test_quick_run_writes_results_and_resumes(tmp_path):
         measured = {k for k in rec if k.startswith(("fid", "ppl_", "ls_"))}
         assert {k for k in control if k.startswith(("fid", "ppl_", "ls_"))} == measured, p
         assert all(math.isfinite(control[k]) for k in measured), control
-        assert control["fid"] != rec["fid"] and control["settings"] == rec["settings"]
+        assert control["fid"] != rec["fid"] and control["settings"] == ablation.control_settings(rec["settings"])
     for r in rows:
         assert math.isfinite(float(r["untrained_fid"])) and math.isfinite(float(r["untrained_sep"]))
     assert md.count("| ours, untrained |") == 1 and "Does not hold" in md and "FID floor" in md
@@ -262,3 +262,103 @@ def test_finished_run_with_other_settings_is_refused(tmp_path):
     with pytest.raises(UsageError, match="other settings"):
         ablation.run_variant(ablation.BY_NAME["E"], 0, size, tmp_path, shared=None, log=lambda s: None)
     assert ablation.collect(tmp_path, [ablation.BY_NAME["E"]], size) == {"E": []}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training on one machine, measuring on another; controls shared across training lengths
+
+
+def _fake_measure(G, variant, settings, shared):
+    """Stands in for the metrics (minutes of LPIPS and classifier training): values that tell runs apart."""
+    fid = float(sum(p.double().abs().sum() for p in G.parameters()))
+    return ({"fid": fid, f"ppl_{variant.space}full": 1.0, f"ppl_{variant.space}end": 1.0, "ls_z": 2.0, "ls_w": 2.0,
+             "ls_one_class": 0}, {"fid": 0.0})
+
+
+def test_study_size_overrides_kimg_and_batch():
+    size, name = ablation.study_size(True)
+    assert name == "quick" and size == ablation.SIZES["quick"]
+    size, name = ablation.study_size(False, kimg=200, batch=64)
+    assert name == "default, --kimg 200, --batch 64"
+    args, default = size["train"], ablation.SIZES["default"]["train"]
+    assert args[args.index("--kimg") + 1] == "200" and args[args.index("--batch") + 1] == "64"
+    assert [a for a in args if a not in ("200", "64")] == [a for a in default if a not in ("10", "32")]
+    assert default[default.index("--kimg") + 1] == "10"  # the preset itself is left alone
+    cfg = ablation.train_config(ablation.run_settings(ablation.BY_NAME["F"], 0, size))
+    assert cfg.kimg == 200 and set(cfg.batch.values()) == {64}
+    assert ablation.study_size(True, batch=8)[1] == "quick, --batch 8"
+
+
+def test_train_only_then_measure_without_training(tmp_path, monkeypatch):
+    import train
+
+    monkeypatch.setenv("STYLEGAN_CACHE", str(tmp_path / "cache"))
+    outdir = tmp_path / "abl"
+    command = ["--quick", "--outdir", str(outdir), "--variants", "map0"]
+    ablation.main([*command, "--train-only"])
+    folder = outdir / "map0-seed0"
+    assert (folder / "train.json").is_file() and (folder / "network" / "model.safetensors").is_file()
+    assert not [*outdir.glob("*/ablation.json"), *outdir.glob("*/untrained.json")]  # no measurement, no control
+    assert not (outdir / "results.md").exists() and not (outdir / "results.csv").exists()
+    trained = (folder / "train.json").read_text()
+    assert not ablation.train_variant(ablation.BY_NAME["map0"], 0, ablation.study_size(True)[0], outdir)
+
+    def no_training(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(train, "train", no_training)
+    monkeypatch.setattr(ablation, "measure", _fake_measure)
+    monkeypatch.setattr(ablation.Shared, "classifier", lambda self, res: (None, {"holdout_accuracy": {"a": 1.0}}))
+    ablation.main(command)
+    assert (folder / "train.json").read_text() == trained
+    rec = json.loads((folder / "ablation.json").read_text())
+    assert rec["train"] == {k: v for k, v in json.loads(trained).items() if k != "settings"}
+    assert (folder / "untrained.json").is_file() and (outdir / "results.md").is_file()
+    # Another size in the same folder is refused, never trained on top of this one.
+    with pytest.raises(UsageError, match="other settings"):
+        ablation.train_variant(ablation.BY_NAME["map0"], 0, ablation.study_size(True, kimg=0.128)[0], outdir)
+
+
+def test_schedule_only_options_leave_the_initial_network_alone():
+    import torch
+    import train
+
+    settings = ablation.run_settings(ablation.BY_NAME["F"], 1, ablation.SIZES["quick"])
+    G0 = train.initial_networks(ablation.train_config(settings))[0]
+    cfg0 = ablation.train_config(settings)
+    values = {"--lr": "0.01", "--workers": "2", "--batch": "8"}
+    for flag in ablation.SCHEDULE_ONLY:
+        args = list(settings["train_args"])
+        if flag in args:
+            args[args.index(flag) + 1] = values.get(flag, "0.5")
+        else:
+            args += [flag, values.get(flag, "0.5")]
+        other = {**settings, "train_args": args}
+        cfg = ablation.train_config(other)
+        assert cfg != cfg0 and (cfg.network, cfg.seed) == (cfg0.network, cfg0.seed), flag
+        assert ablation.control_settings(other) == ablation.control_settings(settings), flag
+    G = train.initial_networks(cfg)[0]  # the last one: initial_networks reads cfg.network and cfg.seed only
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G0.state_dict().values()))
+
+
+def test_a_control_serves_every_training_length(tmp_path, monkeypatch):
+    monkeypatch.setattr(ablation, "measure", _fake_measure)
+    short, long = ablation.study_size(True)[0], ablation.study_size(True, kimg=0.128, batch=8)[0]
+    F = ablation.BY_NAME["F"]
+    rec, ran = ablation.run_control(F, 0, short, tmp_path, shared=ablation.Shared(short, "cpu"), log=lambda s: None)
+    assert ran and "--kimg" not in rec["settings"]["train_args"]
+    assert ablation.run_control(F, 0, long, tmp_path, shared=None, log=lambda s: None) == (rec, False)
+    assert ablation.collect(tmp_path, [F], long)["F"][0]["untrained"] == rec
+    # A record written with the full run settings (schedule included) is accepted under another schedule too.
+    (tmp_path / "F-seed0" / "untrained.json").write_text(json.dumps({**rec, "settings": ablation.run_settings(
+        F, 0, short)}))
+    assert ablation.run_control(F, 0, long, tmp_path, shared=None, log=lambda s: None)[1] is False
+    assert len(ablation.collect(tmp_path, [F], long)["F"]) == 1
+    # Another network is another control: the mapping depth (map2's folder), the seed.
+    for name, seed in (("map2", 0), ("F", 1)):
+        folder = tmp_path / f"{name}-seed{seed}"
+        folder.mkdir()
+        (folder / "untrained.json").write_text((tmp_path / "F-seed0" / "untrained.json").read_text())
+        with pytest.raises(UsageError, match="other settings"):
+            ablation.run_control(ablation.BY_NAME[name], seed, long, tmp_path, shared=None, log=lambda s: None)
+    assert ablation.collect(tmp_path, [ablation.BY_NAME["map2"]], long) == {"map2": []}

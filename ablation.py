@@ -134,6 +134,12 @@ def study_size(quick: bool, kimg: float | None = None, batch: int | None = None)
         if value is not None:
             train_args[train_args.index(flag) + 1] = value
             size_name += f", {flag} {value}"
+    if kimg is not None and kimg > float(size["train"][size["train"].index("--kimg") + 1]):
+        # A longer run logs and checkpoints as often per run, not per image: a checkpoint every 4k images of a
+        # 300k-image run would spend more time writing than training on a GPU. (Schedule-only: the controls and
+        # the trained networks do not depend on it.)
+        for flag, every in (("--tick-kimg", kimg / 20), ("--snap-kimg", kimg / 10)):
+            train_args[train_args.index(flag) + 1] = f"{every:g}"
     return {**size, "train": train_args}, size_name
 
 

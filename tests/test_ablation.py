@@ -282,8 +282,14 @@ def test_study_size_overrides_kimg_and_batch():
     assert name == "default, --kimg 200, --batch 64"
     args, default = size["train"], ablation.SIZES["default"]["train"]
     assert args[args.index("--kimg") + 1] == "200" and args[args.index("--batch") + 1] == "64"
-    assert [a for a in args if a not in ("200", "64")] == [a for a in default if a not in ("10", "32")]
+    # a longer run ticks every 20th and checkpoints every 10th of its images; every other option is the size's
+    assert args[args.index("--tick-kimg") + 1] == "10" and args[args.index("--snap-kimg") + 1] == "20"
+    scaled = ("--kimg", "--batch", "--tick-kimg", "--snap-kimg")
+    assert ([a for i, a in enumerate(args) if a not in scaled and args[i - 1] not in scaled] ==
+            [a for i, a in enumerate(default) if a not in scaled and default[i - 1] not in scaled])
     assert default[default.index("--kimg") + 1] == "10"  # the preset itself is left alone
+    short = ablation.study_size(False, kimg=5)[0]["train"]  # a shorter run keeps the size's tick and checkpoints
+    assert short[short.index("--snap-kimg") + 1] == default[default.index("--snap-kimg") + 1]
     cfg = ablation.train_config(ablation.run_settings(ablation.BY_NAME["F"], 0, size))
     assert cfg.kimg == 200 and set(cfg.batch.values()) == {64}
     assert ablation.study_size(True, batch=8)[1] == "quick, --batch 8"

@@ -33,13 +33,9 @@ def main(argv=None):
     if args.offset < args.num or args.offset + args.num > len(ds):
         p.error(f"--offset must be at least --num ({args.num}) and leave {args.num} faces of the {len(ds)}")
     mu_ref, sigma_ref = metrics.real_statistics(ds, args.num)  # the cached statistics every FID here uses
-    features, moments = metrics.inception("cpu"), metrics._Moments()
-    with torch.no_grad(), metrics._progress(args.num, "fid second set", True) as bar:
-        for start in range(args.offset, args.offset + args.num, 50):
-            idx = range(start, min(start + 50, args.offset + args.num))
-            moments.add(features(torch.stack([ds[i][0] for i in idx])))
-            bar.update(len(idx))
-    mu, sigma = moments.stats()
+    second = torch.utils.data.Subset(ds, range(args.offset, args.offset + args.num))
+    second.name = f"{ds.name}-from{args.offset}"  # real_statistics names its cache file after the data set
+    mu, sigma = metrics.real_statistics(second, args.num, use_cache=False)
     fid = metrics.frechet_distance(mu_ref, sigma_ref, mu, sigma)
     print(f"FID of real faces {args.offset}-{args.offset + args.num - 1} against real faces 0-{args.num - 1} "
           f"at {args.res}x{args.res}: {fid:.1f}")

@@ -514,7 +514,8 @@ def make_config(args, init: InitSource | None = None) -> TrainConfig:
         setattr(cfg, k, preset.get(k, getattr(cfg, k)))
     net = PRESETS[preset["network"]].to_dict() if init is None else dict(init.network)
     if init is not None:
-        taken = [f"--{k.replace('_', '-')}" for k in ("mapping_layers", "architecture", "no_noise") if getattr(args, k, None)]
+        taken = [f"--{k.replace('_', '-')}" for k in ("mapping_layers", "architecture", "no_noise", "channel_base",
+                                                     "channel_max") if getattr(args, k, None)]
         if taken:
             raise UsageError(f"{', '.join(taken)} cannot change a network given by --init: leave it out")
         if args.resolution and args.resolution != net["resolution"]:
@@ -536,7 +537,7 @@ def make_config(args, init: InitSource | None = None) -> TrainConfig:
         cfg.batch = {2**i: args.batch for i in range(2, 11)}
     if args.resolution:
         net["resolution"] = args.resolution
-    for k in ("mapping_layers", "architecture"):
+    for k in ("mapping_layers", "architecture", "channel_base", "channel_max"):
         if getattr(args, k, None) is not None:
             net[k] = getattr(args, k)
     if args.no_noise:
@@ -1040,6 +1041,9 @@ def parse_args(argv=None):
     p.add_argument("--freeze-d", dest="freeze_d", type=int_at_least(0), metavar="N",
                    help="FreezeD (Mo et al. 2020): keep D's N highest-resolution blocks fixed (default 0)")
     p.add_argument("--mapping-layers", dest="mapping_layers", type=int_at_least(0), help="mapping network depth (paper: 8)")
+    p.add_argument("--channel-base", dest="channel_base", type=int_at_least(1),
+                   help="channels at resolution r are min(base / r, max) (default: the preset network's)")
+    p.add_argument("--channel-max", dest="channel_max", type=int_at_least(1), help="the most channels of any layer")
     p.add_argument("--architecture", choices=["style", "traditional"], help="generator type (default: style)")
     p.add_argument("--no-noise", dest="no_noise", action="store_true", default=None, help="no per-layer noise inputs")
     p.add_argument("--mixed-precision", dest="mixed_precision", choices=["auto", "no", "bf16", "fp16"],

@@ -165,9 +165,9 @@ def test_load_init_rejects_what_it_cannot_use(source_run, tmp_path):
     # network flags cannot change a network that --init gives
     with pytest.raises(UsageError, match="--resolution"):
         train.make_config(train.parse_args(["--init", str(source_run), "--resolution", "32"]), train.load_init(source_run))
-    with pytest.raises(UsageError, match="--mapping-layers"):
-        train.make_config(train.parse_args(["--init", str(source_run), "--mapping-layers", "2"]),
-                          train.load_init(source_run))
+    for flag in ("--mapping-layers", "--channel-base"):
+        with pytest.raises(UsageError, match=flag):
+            train.make_config(train.parse_args(["--init", str(source_run), flag, "2"]), train.load_init(source_run))
 
 
 def test_cli_finetunes_a_folder_of_pngs_at_the_network_resolution(source_run, tmp_path):

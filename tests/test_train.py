@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import train
 from common import UsageError
 from conftest import ROOT, TINY, write_random_pngs
-from model import Discriminator, Generator, load_network
+from model import Discriminator, Generator, NetworkConfig, load_network
 
 
 def tiny_config(**overrides) -> train.TrainConfig:
@@ -406,3 +406,16 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(two_checkpoints, t
     summary = train.main(["--resume", str(run), "--kimg", "0.256"])
     assert summary["cur_nimg"] == 256
     assert load_network(run / "network").meta["kimg"] == pytest.approx(0.256)
+
+
+def test_channel_flags_widen_the_preset_network():
+    """--channel-base / --channel-max change the widths (docs/default-network.md tries a wider cpu network); a base
+    that leaves the last layer no channels is a usage error, not a crash."""
+    cfg = train.make_config(train.parse_args(["--channel-base", "2048"]))
+    net = NetworkConfig.from_dict(cfg.network)
+    assert [net.channels(r) for r in net.resolutions] == [128, 128, 128, 64]
+    assert cfg.network["channel_max"] == 128 and cfg.network["mapping_layers"] == 8  # the rest is the preset's
+    net = NetworkConfig.from_dict(train.make_config(train.parse_args(["--channel-max", "64"])).network)
+    assert [net.channels(r) for r in net.resolutions] == [64, 64, 64, 32]
+    with pytest.raises(UsageError, match="channel_base 16 gives no channels"):
+        train.make_config(train.parse_args(["--channel-base", "16"]))

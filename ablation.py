@@ -411,6 +411,57 @@ def train_variant(variant: Variant, seed: int, size: dict, outdir: Path, log=pri
     return True
 
 
+def _train_job(name: str, seed: int, size: dict, outdir: Path, threads: int) -> bool:
+    """train_variant in a worker process of train_all: its progress bar and messages go to train.log in its folder,
+    so that parallel runs do not write over each other's lines."""
+    import torch
+
+    torch.set_num_threads(threads)
+    folder = outdir / f"{name}-seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "train.log", "a") as f:
+        sys.stdout = sys.stderr = f
+        return train_variant(BY_NAME[name], seed, size, outdir, log=lambda s: None)
+
+
+def train_all(variants: list[Variant], seeds: int, size: dict, outdir: Path, jobs: int = 1, log=print
+              ) -> tuple[list[str], list[str]]:
+    """Train every variant and seed (seed by seed, as the study runs them); returns the runs trained now and those
+    trained earlier. jobs > 1 trains that many runs at once in separate processes: a small network leaves most of a
+    GPU idle (it is bound by kernel launches, docs/performance.md), so several runs share one GPU for nearly the time
+    of one. On a CPU the cores are split between them. A run that fails does not stop the others; the first error is
+    raised once every run has ended, and the finished ones keep their train.json."""
+    runs = [(v, seed) for seed in range(seeds) for v in variants]
+    done, earlier = [], []
+    if jobs <= 1:
+        for v, seed in runs:
+            (done if train_variant(v, seed, size, outdir, log) else earlier).append(f"{v.name}-seed{seed}")
+        return done, earlier
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    errors = []
+    # spawn, not fork: a forked child inherits the parent's torch and CUDA state, which CUDA does not allow
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_job, v.name, seed, size, outdir, threads): f"{v.name}-seed{seed}"
+                   for v, seed in runs}
+        log(f"training {len(runs)} run(s), {jobs} at a time; each run's progress is in <run>/train.log under {outdir}/")
+        for fut in tqdm(as_completed(futures), total=len(futures), unit="run", desc="runs", dynamic_ncols=True):
+            name = futures[fut]
+            try:
+                (done if fut.result() else earlier).append(name)
+            except Exception as e:  # noqa: BLE001 - reported below, after the other runs have finished
+                errors.append(e)
+                log(f"{name} failed: {e}")
+    if errors:
+        raise errors[0]
+    order = {f"{v.name}-seed{seed}": i for i, (v, seed) in enumerate(runs)}
+    return sorted(done, key=order.get), sorted(earlier, key=order.get)
+
+
 def run_variant(variant: Variant, seed: int, size: dict, outdir: Path, shared: Shared, log=print) -> tuple[dict, bool]:
     """Train (or continue) and measure one variant and seed; returns (its record, whether anything ran)."""
     from model import load_network
@@ -655,7 +706,9 @@ def parse_args(argv=None):
                "  python ablation.py --seeds 3 --kimg 200              # longer training (a GPU), other run folders\n"
                "  python ablation.py --seeds 3 --kimg 200 --batch 64 --train-only\n"
                "                                                       # train only (a GPU machine); the same command\n"
-               "                                                       # without --train-only then measures anywhere\n")
+               "                                                       # without --train-only then measures anywhere\n"
+               "  python ablation.py --variants trad,map0,D,E,F --seeds 3 --kimg 256 --batch 128 --train-only --jobs 15\n"
+               "                                                       # all 15 runs at once on one GPU\n")
     p.add_argument("--variants", default=",".join(v.name for v in VARIANTS), help="comma-separated subset")
     p.add_argument("--seeds", type=int_at_least(1), default=1, help="training seeds per variant, 0..K-1 (default 1)")
     p.add_argument("--outdir", default=None, help="run folders (default runs/ablation, --quick runs/ablation-quick)")
@@ -673,10 +726,16 @@ def parse_args(argv=None):
     p.add_argument("--train-only", action="store_true",
                    help="only train (train.json in each run folder): no controls, metrics or results. The same "
                         "command without it measures them later, on any machine, without training again")
+    p.add_argument("--jobs", type=int_at_least(1), default=1,
+                   help="with --train-only: train this many runs at once, in separate processes (default 1). A small "
+                        "network leaves a GPU mostly idle, so 5-15 runs can share one")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     args = p.parse_args(argv)
     if args.train_only and args.untrained_only:
         p.error("--train-only and --untrained-only exclude each other: give one")
+    if args.jobs > 1 and not args.train_only:
+        p.error("--jobs trains in parallel and needs --train-only; measure afterwards with the same command without "
+                "--train-only and --jobs")
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     bad = [n for n in names if n not in BY_NAME]
     if bad or not names:
@@ -695,10 +754,8 @@ def main(argv=None):
         os.environ.setdefault("STYLEGAN_CACHE", str(outdir / "cache"))
     outdir.mkdir(parents=True, exist_ok=True)
     if args.train_only:  # e.g. on a GPU machine; the same command without --train-only measures these folders later
-        start, done, earlier = time.time(), [], []
-        for seed in range(args.seeds):  # seed by seed, as below
-            for v in args.variants:
-                (done if train_variant(v, seed, size, outdir) else earlier).append(f"{v.name}-seed{seed}")
+        start = time.time()
+        done, earlier = train_all(args.variants, args.seeds, size, outdir, args.jobs)
         print(f"{len(done)} run(s) trained now, {len(earlier)} trained earlier, at size {size_name}, in {outdir}/: "
               f"{', '.join(done + earlier)} ({(time.time() - start) / 60:.1f} min). Measure them with the same "
               f"command without --train-only")

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -323,6 +324,28 @@ def test_train_only_then_measure_without_training(tmp_path, monkeypatch):
     # Another size in the same folder is refused, never trained on top of this one.
     with pytest.raises(UsageError, match="other settings"):
         ablation.train_variant(ablation.BY_NAME["map0"], 0, ablation.study_size(True, kimg=0.128)[0], outdir)
+
+
+def test_jobs_train_runs_in_parallel_processes_and_a_failure_spares_the_others(tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEGAN_CACHE", str(tmp_path / "cache"))
+    size = ablation.study_size(True)[0]
+    blocked = tmp_path / "map0-seed0"  # a folder of another size: its run must fail, the other must still train
+    blocked.mkdir()
+    (blocked / "ablation.json").write_text(json.dumps({"settings": {"train_args": ["--kimg", "1"]}, "seed": 0}))
+    variants = [ablation.BY_NAME["map0"], ablation.BY_NAME["trad"]]
+    lines = []
+    with pytest.raises(UsageError, match="other settings"):
+        ablation.train_all(variants, 1, size, tmp_path, jobs=2, log=lines.append)
+    assert any(line.startswith("map0-seed0 failed") for line in lines)
+    trained = tmp_path / "trad-seed0"
+    assert (trained / "network" / "model.safetensors").is_file()
+    assert json.loads((trained / "train.json").read_text())["settings"] == ablation.run_settings(variants[1], 0, size)
+    assert "kimg" in (trained / "train.log").read_text()  # the worker's progress bar went to its own log
+    shutil.rmtree(blocked)
+    shutil.rmtree(trained / "checkpoints")  # trained earlier: train.json decides, nothing is trained again
+    assert ablation.train_all(variants[1:], 1, size, tmp_path, jobs=2) == ([], ["trad-seed0"])
+    with pytest.raises(UsageError, match="--jobs trains in parallel and needs --train-only"):
+        ablation.parse_args(["--jobs", "2"])
 
 
 def test_schedule_only_options_leave_the_initial_network_alone():

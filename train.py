@@ -247,9 +247,23 @@ def prepare_reals(uint8: torch.Tensor, phase: Phase, mirror: bool) -> torch.Tens
 # Run folders and checkpoints
 
 
+def run_ids(outdir: Path) -> list[int]:
+    return [int(p.name.split("-")[0]) for p in outdir.glob("*") if p.is_dir() and p.name.split("-")[0].isdigit()]
+
+
 def next_run_dir(outdir: Path, name: str) -> Path:
-    ids = [int(p.name.split("-")[0]) for p in outdir.glob("*") if p.is_dir() and p.name.split("-")[0].isdigit()]
-    return outdir / f"{max(ids, default=-1) + 1:05d}-{name}"
+    """Create and return outdir/NNNNN-name, one past the highest number there. Creating the folder is the claim: of
+    two runs started at once under one name, the second finds the folder taken and numbers itself again, instead of
+    writing into the first's folder. (Two names started at once may still get the same number: harmless.)"""
+    outdir.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        run_dir = outdir / f"{max(run_ids(outdir), default=-1) + 1:05d}-{name}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise UsageError(f"could not create a new run folder in {outdir}: other runs keep taking the numbers; try again")
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -1102,7 +1116,6 @@ def main(argv=None):
             state = PartialState(cpu=use_cpu(cfg))
             if state.is_main_process:
                 run_dir = next_run_dir(Path(args.outdir), name)
-                run_dir.mkdir(parents=True, exist_ok=False)
             run_dir = Path(broadcast_str(str(run_dir) if run_dir else "", state))
         if use_cpu(cfg):
             torch.set_num_threads(cpu_threads(args.threads))

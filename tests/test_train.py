@@ -419,3 +419,15 @@ def test_channel_flags_widen_the_preset_network():
     assert [net.channels(r) for r in net.resolutions] == [64, 64, 64, 32]
     with pytest.raises(UsageError, match="channel_base 16 gives no channels"):
         train.make_config(train.parse_args(["--channel-base", "16"]))
+
+
+def test_run_folders_are_claimed_by_creating_them(tmp_path, monkeypatch):
+    """Two runs started at once under one name must not share a folder: the one that finds its folder taken between
+    counting and creating numbers itself again."""
+    first = train.next_run_dir(tmp_path / "runs", "synthetic-32-cpu")
+    assert first.name == "00000-synthetic-32-cpu" and first.is_dir()
+    assert train.next_run_dir(tmp_path / "runs", "synthetic-32-cpu").name == "00001-synthetic-32-cpu"
+    counts = iter([[], [0, 1]])  # the first count misses both folders, as if another run created them meanwhile
+    real = train.run_ids
+    monkeypatch.setattr(train, "run_ids", lambda outdir: next(counts, None) or real(outdir))
+    assert train.next_run_dir(tmp_path / "runs", "synthetic-32-cpu").name == "00002-synthetic-32-cpu"

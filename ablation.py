@@ -94,17 +94,21 @@ ORDERINGS = [
 # variants with one seed take about 55 minutes on 2 idle CPU cores (56 measured); metric sample counts far below the
 # paper's (FID 50k, PPL 100k pairs, separability 200k), the same for every variant so that they compare. The cpu
 # preset's EMA ramp-up (half-life capped at 5% of the images seen) keeps the EMA generator of such short runs trained.
+# The study's learning rate, pinned like its widths: the cpu preset's until 2026-11-23, when the preset moved to 0.01.
+# Records written before it was pinned have no --lr in their settings and were trained at it (stored_settings).
+STUDY_LR = "0.005"
+
 SIZES = {
     "default": dict(train=["--resolution", "16", "--start-res", "8", "--stable-kimg", "4", "--fade-kimg", "4",
                            "--kimg", "10", "--batch", "32", "--tick-kimg", "2", "--snap-kimg", "4",
-                           "--workers", "1"],
+                           "--workers", "1", "--lr", STUDY_LR],
                     # the widths pinned here, so that the experiment stays the same when the cpu preset changes
                     network=dict(z_dim=128, w_dim=128, mapping_width=128, channel_base=2048, channel_max=128),
                     data="synthetic", fid=1000, ppl=1000, ls=5000, classifier={}, pixel_fid=False),
     # quick: the tests' tiny network (z, w 32; 32 channels) for a few hundred images.
     "quick": dict(train=["--resolution", "16", "--start-res", "8", "--stable-kimg", "0.016", "--fade-kimg", "0.016",
                          "--kimg", "0.064", "--batch", "16", "--tick-kimg", "0.064",
-                         "--snap-kimg", "0.064", "--workers", "0"],
+                         "--snap-kimg", "0.064", "--workers", "0", "--lr", STUDY_LR],
                   network=dict(z_dim=32, w_dim=32, mapping_width=32, channel_base=256, channel_max=32),
                   data="synthetic:2000", fid=48, ppl=16, ls=200, pixel_fid=True,
                   classifier=dict(num=512, holdout=128, epochs=1)),
@@ -348,13 +352,23 @@ def _write_json(path: Path, obj: dict):
     os.replace(tmp, path)
 
 
+def stored_settings(settings: dict) -> dict:
+    """A record's settings as they would be written now: records from before STUDY_LR was pinned lack --lr, and
+    were trained at the preset's lr of that time, which is STUDY_LR."""
+    args = settings["train_args"]
+    if "--lr" in args or "--data" not in args:
+        return settings
+    i = args.index("--data")
+    return {**settings, "train_args": [*args[:i], "--lr", STUDY_LR, *args[i:]]}
+
+
 def _finished(path: Path, settings: dict, folder: Path, key=lambda s: s) -> dict | None:
     """The record at `path` if it exists; an error if it was made with other settings. key: what of the settings
     must agree (control_settings for an untrained control), applied to both the stored and the given ones."""
     if not path.is_file():
         return None
     rec = json.loads(path.read_text())
-    if key(rec["settings"]) != key(settings):
+    if key(stored_settings(rec["settings"])) != key(settings):
         raise _other_settings(folder)
     return rec
 
@@ -397,7 +411,7 @@ def train_variant(variant: Variant, seed: int, size: dict, outdir: Path, log=pri
     _finished(folder / "ablation.json", settings, folder)  # a folder of another size is refused, never trained on
     train_json = folder / "train.json"
     if train_json.is_file():
-        if json.loads(train_json.read_text()).get("settings", settings) != settings:  # older ones keep none
+        if stored_settings(json.loads(train_json.read_text()).get("settings", settings)) != settings:  # older: none
             raise _other_settings(folder)
         return False
     cfg = train_config(settings)
@@ -504,7 +518,7 @@ def collect(outdir: Path, variants: list[Variant], size: dict) -> dict[str, list
                 if p.is_file():
                     r = json.loads(p.read_text())
                     key = control_settings if name == "untrained" else (lambda s: s)
-                    if key(r["settings"]) == key(run_settings(v, r["seed"], size)):
+                    if key(stored_settings(r["settings"])) == key(run_settings(v, r["seed"], size)):
                         found[name] = r
             if found:
                 rec = dict(found.get("ablation") or {"variant": v.name, "seed": found["untrained"]["seed"]})

@@ -348,6 +348,29 @@ def test_jobs_train_runs_in_parallel_processes_and_a_failure_spares_the_others(t
         ablation.parse_args(["--jobs", "2"])
 
 
+def test_records_from_before_the_lr_was_pinned_count_as_the_study_lr(tmp_path):
+    """The study pins --lr (the cpu preset's moved from 0.005 to 0.01); records written before carry no --lr and
+    were trained at 0.005: they stay this size's records, and one at another lr is refused."""
+    size = ablation.study_size(False, kimg=256, batch=128)[0]
+    v = ablation.BY_NAME["E"]
+    settings = ablation.run_settings(v, 0, size)
+    args = settings["train_args"]
+    assert args[args.index("--lr") + 1] == ablation.STUDY_LR == "0.005"
+    i = args.index("--lr")
+    old = {**settings, "train_args": args[:i] + args[i + 2:]}  # as the GPU study of 2026-11-23 wrote them
+    folder = tmp_path / "E-seed0"
+    folder.mkdir()
+    (folder / "train.json").write_text(json.dumps({"seconds": 1.0, "settings": old}))
+    (folder / "ablation.json").write_text(json.dumps({"variant": "E", "seed": 0, "fid": 70.0, "settings": old}))
+    assert not ablation.train_variant(v, 0, size, tmp_path)  # trained already: nothing trains again
+    assert [r["fid"] for r in ablation.collect(tmp_path, [v], size)["E"]] == [70.0]
+    other = {**settings, "train_args": args[:i] + ["--lr", "0.01"] + args[i + 2:]}
+    (folder / "ablation.json").write_text(json.dumps({"variant": "E", "seed": 0, "fid": 70.0, "settings": other}))
+    assert ablation.collect(tmp_path, [v], size) == {"E": []}
+    with pytest.raises(UsageError, match="other settings"):
+        ablation.train_variant(v, 0, size, tmp_path)
+
+
 def test_schedule_only_options_leave_the_initial_network_alone():
     import torch
     import train

@@ -22,6 +22,7 @@ results.csv and ablation.png, in --docs (default docs/; --quick writes them into
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import functools
@@ -433,8 +434,7 @@ def _train_job(name: str, seed: int, size: dict, outdir: Path, threads: int) -> 
     torch.set_num_threads(threads)
     folder = outdir / f"{name}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "train.log", "a") as f:
-        sys.stdout = sys.stderr = f
+    with open(folder / "train.log", "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         return train_variant(BY_NAME[name], seed, size, outdir, log=lambda s: None)
 
 

@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import run_cli, to_uint8  # noqa: E402
+from generate import compose  # noqa: E402
 from model import load_network, seed_to_z  # noqa: E402
 
 
@@ -33,24 +34,15 @@ def noise_share(G, num: int = 200) -> dict:
 
 
 def figure(nets: dict, path: Path, seeds: int = 10, zoom: int = 3):
-    from PIL import Image, ImageDraw
-
+    """Each network's seeds with its constant noise and with none, one row each, labelled at the left."""
     rows, labels = [], []
     for label, G in nets.items():
         z = seed_to_z(range(seeds), G.cfg.z_dim)
         with torch.no_grad():
             for mode in ("const", "none"):
-                rows.append(np.concatenate(list(to_uint8(G(z, noise_mode=mode))), axis=1))
+                rows.append(list(to_uint8(G(z, noise_mode=mode))))
                 labels.append(f"{label}: noise {mode}")
-    grid = np.concatenate(rows, axis=0)
-    img = Image.fromarray(grid).resize((grid.shape[1] * zoom, grid.shape[0] * zoom), Image.NEAREST)
-    margin, row_h = 260, img.height // len(rows)
-    out = Image.new("RGB", (img.width + margin, img.height), "white")
-    out.paste(img, (margin, 0))
-    draw = ImageDraw.Draw(out)
-    for i, text in enumerate(labels):
-        draw.text((6, i * row_h + row_h // 2 - 6), text, fill="black")
-    out.save(path)
+    compose(rows, row_labels=labels, upscale=zoom).save(path)
 
 
 def main(argv=None):

@@ -52,7 +52,7 @@ TRAIN_PRESETS = {
                      lr=PAPER_LR, base_lr=0.001, gamma=10.0, mirror=True, tick_kimg=160, snap_kimg=1000, ema_rampup=None),
     "ffhq256": dict(network="ffhq256", start_res=8, fade_kimg=600, stable_kimg=600, kimg=25000, batch=PAPER_BATCH,
                     lr=PAPER_LR, base_lr=0.001, gamma=10.0, mirror=True, tick_kimg=160, snap_kimg=1000, ema_rampup=None),
-    # A laptop CPU: 32x32 synthetic faces, a narrow network and a short schedule: 88k images, 19.5 minutes on 2
+    # A laptop CPU: 32x32 synthetic faces, a narrow network and a short schedule: 88k images, 17-20 minutes on 2
     # idle cores with bf16. Each departure was chosen at equal wall time by FID-2k (docs/default-network.md).
     "cpu": dict(network="cpu", start_res=8, fade_kimg=6, stable_kimg=6, kimg=88, batch={8: 16, 16: 16, 32: 16},
                 lr={}, gamma=1.0, mirror=False, tick_kimg=2, snap_kimg=8,

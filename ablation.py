@@ -127,15 +127,18 @@ def PIXEL_FEATURES(images):
 METRIC_SEED = 0  # one metric seed for every variant: the same latents, so differences come from the networks
 
 
-def study_size(quick: bool, kimg: float | None = None, batch: int | None = None) -> tuple[dict, str]:
+def study_size(quick: bool, kimg: float | None = None, batch: int | None = None, lr: float | None = None
+               ) -> tuple[dict, str]:
     """The size a command runs at, and its name for results.md: --quick's or the default, with --kimg (a longer or
-    shorter training) and --batch (a larger minibatch for a GPU) put in its train.py options. Runs at another size
-    are other runs: their settings, and so their folders' records, differ."""
+    shorter training), --batch (a larger minibatch for a GPU) and --lr (another learning rate, e.g. the cpu
+    preset's 0.01 for a small-batch CPU study) put in its train.py options. Runs at another size are other runs:
+    their settings, and so their folders' records, differ."""
     size_name = "quick" if quick else "default"
     size = SIZES[size_name]
     train_args = list(size["train"])
     for flag, value in (("--kimg", None if kimg is None else f"{kimg:g}"),
-                        ("--batch", None if batch is None else str(batch))):
+                        ("--batch", None if batch is None else str(batch)),
+                        ("--lr", None if lr is None else f"{lr:g}")):
         if value is not None:
             train_args[train_args.index(flag) + 1] = value
             size_name += f", {flag} {value}"
@@ -378,6 +381,40 @@ def _other_settings(folder: Path) -> UsageError:
     return UsageError(f"{folder} was run with other settings; use another --outdir (or delete the folder)")
 
 
+# train.py options that leave the generator at initialisation unchanged, each with how many values it takes: the noise
+# strengths start at zero (as in the official code), so a network with noise inputs draws the same images as one
+# without; style mixing acts only in training. Variants that differ in these alone (D, E, mix50, F) are one network
+# at initialisation (test_variants_that_share_a_control_are_one_network checks it), measured once per seed.
+INIT_NEUTRAL = {"--no-noise": 0, "--style-mixing": 1}
+
+
+def init_args(variant: Variant) -> tuple:
+    """A variant's train.py options without those that do not change its untrained generator (INIT_NEUTRAL)."""
+    args, kept, i = variant.train_args, [], 0
+    while i < len(args):
+        if args[i] in INIT_NEUTRAL:
+            i += 1 + INIT_NEUTRAL[args[i]]
+            continue
+        kept.append(args[i])
+        i += 1
+    return tuple(kept)
+
+
+def _shared_control(variant: Variant, seed: int, size: dict, outdir: Path) -> dict | None:
+    """The control of another variant that is the same network at initialisation (INIT_NEUTRAL), measured with the
+    same settings, as this variant's record (its "measured_as" names the source); None when there is none yet."""
+    for other in VARIANTS:
+        if other is variant or init_args(other) != init_args(variant) or other.space != variant.space:
+            continue
+        folder = outdir / f"{other.name}-seed{seed}"
+        rec = _finished(folder / "untrained.json", run_settings(other, seed, size), folder, key=control_settings)
+        if rec is not None and "measured_as" not in rec:
+            return {**rec, "variant": variant.name, "measured_as": f"{other.name}-seed{seed}", "metric_seconds": {},
+                    "settings": control_settings(run_settings(variant, seed, size)),
+                    "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    return None
+
+
 def run_control(variant: Variant, seed: int, size: dict, outdir: Path, shared: Shared, log=print) -> tuple[dict, bool]:
     """The untrained control of one variant and seed: the generator its training run starts from
     (train.initial_networks), measured as the trained one is. An ordering that already holds here owes nothing to
@@ -391,6 +428,12 @@ def run_control(variant: Variant, seed: int, size: dict, outdir: Path, shared: S
     rec = _finished(done, settings, folder, key=control_settings)
     if rec is not None:
         return rec, False
+    rec = _shared_control(variant, seed, size, outdir)
+    if rec is not None:  # the same network as a control measured already: its values, not a second measurement
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(done, rec)
+        log(f"done  {variant.name:<6} seed {seed} untrained: the same network as {rec['measured_as']}, its values")
+        return rec, True
     G0 = train.initial_networks(train_config(settings))[0].eval().requires_grad_(False).to(shared.device)
     values, times = measure(G0, variant, settings, shared)
     rec = {"variant": variant.name, "seed": seed, **values, "metric_seconds": {k: round(v, 1) for k, v in times.items()},
@@ -735,6 +778,9 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int_at_least(1), default=None,
                    help="minibatch instead of the size's (default 32; --quick 16): a GPU takes larger ones; runs at "
                         "another batch are other runs")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help=f"learning rate instead of the study's ({STUDY_LR}): the cpu preset's 0.01 suits batch 16 on "
+                        "a CPU; runs at another lr are other runs")
     p.add_argument("--untrained-only", action="store_true",
                    help="measure only the untrained controls (every variant at initialisation), no training")
     p.add_argument("--train-only", action="store_true",
@@ -761,7 +807,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     git_commit()
-    size, size_name = study_size(args.quick, args.kimg, args.batch)
+    size, size_name = study_size(args.quick, args.kimg, args.batch, args.lr)
     outdir = Path(args.outdir or ("runs/ablation-quick" if args.quick else "runs/ablation"))
     docs = Path(args.docs or (outdir if args.quick else "docs"))
     if args.quick:  # keep the smoke run's tiny classifier and FID statistics out of the shared cache

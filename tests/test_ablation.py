@@ -129,11 +129,17 @@ def test_d_e_and_f_are_one_network_at_initialisation():
     size = ablation.SIZES["quick"]
     z = torch.randn(4, size["network"]["z_dim"], generator=torch.Generator().manual_seed(0))
     images = {}
-    for name in ("D", "E", "F"):
+    for name in ("D", "E", "mix50", "F"):
         G0 = train.initial_networks(ablation.train_config(ablation.run_settings(ablation.BY_NAME[name], 2, size)))[0]
         with torch.no_grad():
             images[name] = G0.eval()(z, noise_mode="random")
     assert torch.equal(images["D"], images["E"]) and torch.equal(images["E"], images["F"])
+    assert torch.equal(images["mix50"], images["F"])
+    # ablation.INIT_NEUTRAL groups exactly these: they share one measured control per seed
+    groups = {}
+    for v in ablation.VARIANTS:
+        groups.setdefault(ablation.init_args(v), []).append(v.name)
+    assert sorted(groups.values()) == [["D", "E", "mix50", "F"], ["map0"], ["map1"], ["map2"], ["trad"]]
     G_map0 = train.initial_networks(ablation.train_config(ablation.run_settings(ablation.BY_NAME["map0"], 2, size)))[0]
     with torch.no_grad():
         assert not torch.allclose(G_map0.eval()(z), images["F"])  # another architecture: other images
@@ -296,6 +302,21 @@ def test_study_size_overrides_kimg_and_batch():
     assert ablation.study_size(True, batch=8)[1] == "quick, --batch 8"
 
 
+def test_study_size_overrides_lr():
+    size, name = ablation.study_size(False, kimg=200, batch=16, lr=0.01)
+    assert name == "default, --kimg 200, --batch 16, --lr 0.01"
+    args = size["train"]
+    assert args.count("--lr") == 1 and args[args.index("--lr") + 1] == "0.01"
+    cfg = ablation.train_config(ablation.run_settings(ablation.BY_NAME["E"], 0, size))
+    assert cfg.base_lr == 0.01 and cfg.lr == {}
+    # another lr is another run, but the same untrained control (lr is schedule-only)
+    same = ablation.run_settings(ablation.BY_NAME["E"], 0, ablation.study_size(False, kimg=200, batch=16)[0])
+    assert ablation.run_settings(ablation.BY_NAME["E"], 0, size) != same
+    assert ablation.control_settings(ablation.run_settings(ablation.BY_NAME["E"], 0, size)) == \
+        ablation.control_settings(same)
+    assert ablation.parse_args(["--lr", "0.01", "--train-only"]).lr == 0.01
+
+
 def test_train_only_then_measure_without_training(tmp_path, monkeypatch):
     import train
 
@@ -414,3 +435,28 @@ def test_a_control_serves_every_training_length(tmp_path, monkeypatch):
         with pytest.raises(UsageError, match="other settings"):
             ablation.run_control(ablation.BY_NAME[name], seed, long, tmp_path, shared=None, log=lambda s: None)
     assert ablation.collect(tmp_path, [ablation.BY_NAME["map2"]], long) == {"map2": []}
+
+
+def test_variants_that_share_a_control_are_one_network(tmp_path, monkeypatch):
+    # D, E and F are one network at initialisation (above): E's and F's controls take D's values, measured once.
+    calls = []
+    monkeypatch.setattr(ablation, "measure", lambda G, v, st, sh: (calls.append(v.name), _fake_measure(G, v, st, sh))[1])
+    size = ablation.study_size(True)[0]
+    sh = ablation.Shared(size, "cpu")
+    D, E, F, trad = (ablation.BY_NAME[n] for n in ("D", "E", "F", "trad"))
+    rec_d, ran = ablation.run_control(D, 0, size, tmp_path, shared=sh, log=lambda s: None)
+    assert ran and calls == ["D"]
+    for v in (E, F):
+        rec, ran = ablation.run_control(v, 0, size, tmp_path, shared=sh, log=lambda s: None)
+        assert ran and rec["measured_as"] == "D-seed0" and rec["variant"] == v.name
+        assert {k: rec[k] for k in ("fid", "ppl_wfull", "ls_z")} == {k: rec_d[k] for k in ("fid", "ppl_wfull", "ls_z")}
+        assert ablation.collect(tmp_path, [v], size)[v.name][0]["untrained"] == rec  # kept as the variant's own
+    assert calls == ["D"]  # measured once
+    ablation.run_control(D, 1, size, tmp_path, shared=sh, log=lambda s: None)  # another seed: another network
+    ablation.run_control(trad, 0, size, tmp_path, shared=sh, log=lambda s: None)  # another architecture
+    assert calls == ["D", "D", "trad"]
+    # A copy is never the source of another copy, and a variant with no measured sibling is measured itself.
+    import shutil
+    shutil.rmtree(tmp_path / "D-seed0")
+    ablation.run_control(ablation.BY_NAME["mix50"], 0, size, tmp_path, shared=sh, log=lambda s: None)
+    assert calls == ["D", "D", "trad", "mix50"]

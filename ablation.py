@@ -256,17 +256,22 @@ SCHEDULE_ONLY = ("--kimg", "--batch", "--lr", "--tick-kimg", "--snap-kimg", "--w
                  "--fade-kimg")
 
 
-def control_settings(settings: dict) -> dict:
-    """The settings that decide an untrained control: a run's settings without its schedule-only train options."""
-    args, kept, i = settings["train_args"], [], 0
+def without_options(args, options: dict[str, int]) -> list:
+    """train.py arguments without the given options, each with its number of values (`--kimg=10` is one item)."""
+    kept, i = [], 0
     while i < len(args):
-        if args[i] in SCHEDULE_ONLY:
-            i += 2  # the option and its value
+        if args[i] in options:
+            i += 1 + options[args[i]]
             continue
-        if args[i].split("=", 1)[0] not in SCHEDULE_ONLY:  # --kimg=10 is one item
+        if args[i].split("=", 1)[0] not in options:
             kept.append(args[i])
         i += 1
-    return {**settings, "train_args": kept}
+    return kept
+
+
+def control_settings(settings: dict) -> dict:
+    """The settings that decide an untrained control: a run's settings without its schedule-only train options."""
+    return {**settings, "train_args": without_options(settings["train_args"], dict.fromkeys(SCHEDULE_ONLY, 1))}
 
 
 def train_config(settings: dict):
@@ -384,20 +389,13 @@ def _other_settings(folder: Path) -> UsageError:
 # train.py options that leave the generator at initialisation unchanged, each with how many values it takes: the noise
 # strengths start at zero (as in the official code), so a network with noise inputs draws the same images as one
 # without; style mixing acts only in training. Variants that differ in these alone (D, E, mix50, F) are one network
-# at initialisation (test_variants_that_share_a_control_are_one_network checks it), measured once per seed.
+# at initialisation (test_d_e_and_f_are_one_network_at_initialisation checks it), measured once per seed.
 INIT_NEUTRAL = {"--no-noise": 0, "--style-mixing": 1}
 
 
 def init_args(variant: Variant) -> tuple:
     """A variant's train.py options without those that do not change its untrained generator (INIT_NEUTRAL)."""
-    args, kept, i = variant.train_args, [], 0
-    while i < len(args):
-        if args[i] in INIT_NEUTRAL:
-            i += 1 + INIT_NEUTRAL[args[i]]
-            continue
-        kept.append(args[i])
-        i += 1
-    return tuple(kept)
+    return tuple(without_options(variant.train_args, INIT_NEUTRAL))
 
 
 def _shared_control(variant: Variant, seed: int, size: dict, outdir: Path) -> dict | None:

@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from common import ArgumentParser, UsageError, int_at_least, run_cli
-from model import PRESETS, Generator, NetworkConfig
+from model import PRESETS, Discriminator, EqualConv2d, Generator, NetworkConfig
+import ops
 import train
 from train import TRAIN_PRESETS, TrainConfig, schedule
 
@@ -50,6 +51,8 @@ MEMORY_LEGEND = {
     "cuda": "torch.cuda.max_memory_allocated (reset before each measurement)",
 }
 INFERENCE_RES = (64, 256, 1024)  # smaller networks are measured at their own resolution
+R1_IMPL_AT = {"cpu": {"ffhq1024": ([32, 64], 16)},  # ([resolutions], batch) of the R1 side-by-side table
+              "cuda": {"ffhq256": ([64, 256], 32), "ffhq1024": ([1024], 8)}}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -269,15 +272,16 @@ def bench_config(cfg: NetworkConfig, train_preset: str = "cpu", **overrides) -> 
 @contextlib.contextmanager
 def training_step(cfg: NetworkConfig, res: int, batch: int, device: torch.device, dtype: torch.dtype = torch.float32,
                   gamma: float = 10.0, r1: bool = True, channels_last: bool = False, train_preset: str = "cpu",
-                  real: torch.Tensor | None = None):
+                  real: torch.Tensor | None = None, compile: bool = False, impl: str = "custom"):
     """train.py's TrainStep at `res` (fade-in alpha 1) with the preset's settings, as a function of no arguments that
     runs one iteration per call. Real images are random tensors (or `real`): data loading is not measured.
-    r1=False trains with gamma 0, so no R1 at all (the "R1 none" rows)."""
+    r1=False trains with gamma 0, so no R1 at all (the "R1 none" rows). compile: train.py --compile. impl: the
+    layers' convolutions ("custom", the default, or "native": see ops.py)."""
     if real is None:  # drawn from its own generator: the step's random numbers are those train() would draw
         gen = torch.Generator(device).manual_seed(0)
         real = torch.rand(batch, cfg.img_channels, res, res, device=device, generator=gen) * 2 - 1
     tcfg = bench_config(cfg, train_preset, gamma=gamma if r1 else 0.0, r1_interval=1, channels_last=channels_last,
-                        mixed_precision=PRECISIONS[dtype])
+                        mixed_precision=PRECISIONS[dtype], compile=compile)
     with accelerator(device, dtype) as accel:
         G, D, G_ema, opt_G, opt_D = train.make_networks(tcfg, accel)
         step = train.TrainStep(tcfg, accel, G, D, G_ema, opt_G, opt_D)
@@ -288,7 +292,8 @@ def training_step(cfg: NetworkConfig, res: int, batch: int, device: torch.device
 
         def call():
             i = next(steps)
-            return step(real, phase, i, i * batch)
+            with ops.implementation(impl):
+                return step(real, phase, i, i * batch)
 
         call.train_step = step  # for the tests
         yield call
@@ -297,18 +302,97 @@ def training_step(cfg: NetworkConfig, res: int, batch: int, device: torch.device
 def train_step_throughput(cfg: NetworkConfig, res: int, batch: int, device: torch.device,
                           dtype: torch.dtype = torch.float32, iters: int = 3, gamma: float = 10.0, r1: bool = True,
                           channels_last: bool = False, count: bool = True, min_time: float = 1.0,
-                          train_preset: str = "cpu") -> dict:
-    """Training images/s and sec/kimg at `res` with `batch`, FLOPs per image of the step (counted on the warmup step),
-    and peak memory. `iters` timed steps after one warmup step."""
-    with training_step(cfg, res, batch, device, dtype, gamma, r1, channels_last, train_preset) as step:
+                          train_preset: str = "cpu", compile: bool = False, impl: str = "custom") -> dict:
+    """Training images/s and sec/kimg at `res` with `batch`, FLOPs per image of the step (counted on the warmup step;
+    not under compile, whose graphs the counter cannot see), and peak memory. `iters` timed steps after one warmup
+    step (compile: four, so that the graphs with and without style mixing are built first; their time is
+    compile_s)."""
+    with training_step(cfg, res, batch, device, dtype, gamma, r1, channels_last, train_preset, compile=compile,
+                       impl=impl) as step:
+        count = count and not compile
+        t0 = time.perf_counter()
         flops = count_flops(step) if count else 0  # the warmup step (also creates the Adam states)
-        if not count:
+        for _ in range(0 if count else 4 if compile else 1):
             step()
         sync(device)
+        compile_s = time.perf_counter() - t0
         reset_peak_memory(device)
         t, reps = timed(step, device, min_time=min_time, min_reps=iters, max_reps=iters, warmup=0)
     return {"img_s": batch / t, "sec_per_kimg": 1000 * t / batch, "flops_per_img": flops / batch, "reps": reps,
-            "mem_mb": peak_memory_mb(device)}
+            "mem_mb": peak_memory_mb(device), "compile_s": compile_s if compile else 0.0}
+
+
+def d_r1_step(cfg: NetworkConfig, res: int, batch: int, device: torch.device, dtype: torch.dtype = torch.float32,
+              gamma: float = 10.0, channels_last: bool = False, impl: str = "custom"):
+    """D forward on reals, R1 and the backward, as a function of no arguments: the part of a D step that R1 makes
+    slow, on a freshly initialised D at `res` (train.py's R1; no optimizer step), with the layers' convolutions
+    `impl` (see ops.py)."""
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    D = Discriminator(cfg).to(device, memory_format=layout)
+    real = (torch.rand(batch, cfg.img_channels, res, res, device=device) * 2 - 1).contiguous(memory_format=layout)
+
+    def call():
+        x = real.detach().requires_grad_(True)
+        with ops.implementation(impl):
+            with autocast(device, dtype):
+                logits = D(x, res=res).float()
+                loss = F.softplus(-logits).mean() + train.r1_penalty(logits, x) * (gamma / 2)
+            D.zero_grad(set_to_none=True)
+            loss.backward()
+
+    return call
+
+
+def conv_census(cfg: NetworkConfig, res: int, batch: int, impl: str = "custom") -> dict:
+    """Which convolutions one D step with R1 runs, traced at full size on the meta device (no arithmetic): for R1's
+    first pass and for the final backward, the number of convolutions, of weight gradients, of those whose kernel
+    is larger than any layer's own (PyTorch's double backward makes the gradient map itself a kernel), and of
+    single-channel ones (its loop over the groups of a grouped convolution, one output channel each)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    conv, back = torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default
+
+    class Trace(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []  # (input shape, kernel shape, computes a weight gradient)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is conv:
+                self.calls.append((args[0].shape, args[1].shape, False))
+            elif func is back:
+                self.calls.append((args[1].shape, args[2].shape, bool(args[10][1])))
+            return func(*args, **(kwargs or {}))
+
+    with ops.implementation(impl), torch.device("meta"):
+        D = Discriminator(cfg)
+        real = torch.empty(batch, cfg.img_channels, res, res).requires_grad_(True)
+        fake = torch.empty(batch, cfg.img_channels, res, res)
+        real_logits, fake_logits = D(real, res=res), D(fake, res=res)
+        with Trace() as first:
+            pen = train.r1_penalty(real_logits, real)
+        with Trace() as final:
+            (train.d_logistic_loss(real_logits, fake_logits) + pen).backward()
+    largest = max(m.weight.shape[-1] for m in D.modules() if isinstance(m, EqualConv2d)) + 1  # + 1: fused 4x4
+    out = {}
+    for name, trace in (("first pass", first), ("final backward", final)):
+        out[name] = {"convolutions": len(trace.calls),
+                     "weight gradients": sum(w for _, _, w in trace.calls),
+                     "oversized kernels": sum(max(k[2:]) > largest for _, k, _ in trace.calls),
+                     "single-channel": sum(k[0] == 1 for _, k, _ in trace.calls)}  # D has no 1-channel layer
+    return out
+
+
+def alternating(fns: dict, device: torch.device, rounds: int = 3, min_time: float = 1.0) -> dict:
+    """{name: best seconds per call} of several functions measured in turn, `rounds` times each, so that a change in
+    the machine's load falls on all of them alike."""
+    best = {}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t, _ = timed(fn, device, min_time=min_time / rounds, min_reps=2, best=True)
+            best[name] = min(best.get(name, float("inf")), t)
+    return best
 
 
 def schedule_kimg(train_preset: str) -> dict[int, float]:
@@ -539,13 +623,14 @@ class Bench:
     # -- training
 
     TRAINING = "Training step (D: logistic + R1, G: non-saturating + mixing)"
-    TRAINING_COLUMNS = ["preset", "res", "batch", "precision", "layout", "R1", "img/s", "sec/kimg", "GFLOP/img",
-                        "TFLOP/s", "% peak", "peak MiB"]
+    TRAINING_COLUMNS = ["preset", "res", "batch", "precision", "layout", "compile", "R1", "img/s", "sec/kimg",
+                        "R1 / none", "GFLOP/img", "TFLOP/s", "% peak", "peak MiB", "compile s"]
 
     def training(self, train_preset: str, cfg: NetworkConfig | None = None, resolutions: list[int] | None = None,
                  batch_cap: int | None = None, iters: int = 3) -> None:
         """train.py's training step at each resolution of the preset's schedule, in the variants of
-        training_variants, then the schedule average and (CPU, cpu preset) the memory-or-compute analysis."""
+        training_variants, each without R1 and with R1 every step (the ratio of the two is the row's "R1 / none"),
+        then the schedule average and (CPU, cpu preset) the memory-or-compute analysis."""
         p = TRAIN_PRESETS[train_preset]
         cfg = cfg or PRESETS[p["network"]]
         kimg = schedule_kimg(train_preset)
@@ -557,34 +642,36 @@ class Bench:
                 self.note(f"training {train_preset} {res}^2: batch {batch_cap} instead of the preset's {batch} "
                           f"(CPU time budget)")
                 batch = batch_cap
-            for prec, cl, r1 in self.training_variants(train_preset, res, resolutions[-1]):
-                row = self.training_row(train_preset, cfg, res, batch, prec, cl, r1, iters)
-                if row is None:
-                    continue
-                if (prec, cl, r1) == ("fp32", False, True):
-                    spk[res] = row["sec/kimg"]
-                if not r1:
-                    self.lazy_r1_note(train_preset, row)
+            for prec, cl, comp in self.training_variants(train_preset, res, resolutions[-1]):
+                none = self.training_row(train_preset, cfg, res, batch, prec, cl, False, comp, iters)
+                full = self.training_row(train_preset, cfg, res, batch, prec, cl, True, comp, iters, none)
+                if full is not None and (prec, cl, comp) == ("fp32", False, False):
+                    spk[res] = full["sec/kimg"]
+                if none is not None and full is not None and not comp:
+                    self.lazy_r1_note(train_preset, none, full)
         if all(r in spk for r in kimg):
             self.schedule_note(train_preset, kimg, spk)
         if self.cpu and not self.quick and train_preset == "cpu":
             self.training_bound(train_preset, cfg, resolutions[-1])
 
     def training_variants(self, train_preset: str, res: int, last_res: int) -> list[tuple[str, bool, bool]]:
-        """(precision, channels_last, R1 every step) to measure at `res`."""
-        variants = [("fp32", False, True)]
+        """(precision, channels_last, torch.compile) to measure at `res`."""
+        variants = [("fp32", False, False)]
         if not self.quick:
             if self.cpu and train_preset == "cpu":
-                variants += [("fp32", True, True), ("fp32", False, False)]
+                variants += [("fp32", True, False)]
                 if res == last_res:
-                    variants += [("bf16", False, True)]
+                    variants += [("bf16", False, False)]
             elif not self.cpu:
-                variants += [("bf16", False, True), ("bf16", True, True), ("bf16", False, False)]
+                variants += [("bf16", False, False), ("bf16", True, False)]
+                if res == last_res:
+                    variants += [("bf16", True, True)]
         return variants
 
     def training_row(self, train_preset: str, cfg: NetworkConfig, res: int, batch: int, prec: str, cl: bool,
-                     r1: bool, iters: int) -> dict | None:
-        """One timed row of the training table (None when it ran out of memory)."""
+                     r1: bool, comp: bool, iters: int, none: dict | None = None) -> dict | None:
+        """One timed row of the training table (None when it ran out of memory). `none`: the same step's row
+        without R1, for the ratio."""
         rows = self.table(self.TRAINING, self.TRAINING_COLUMNS)
         if self.slow(prec):  # emulated precision: the smallest batch, one step
             iters, batch = 1, 2
@@ -593,29 +680,57 @@ class Bench:
         try:
             r = train_step_throughput(cfg, res, batch, self.device, DTYPES[prec], iters=iters,
                                       gamma=TRAIN_PRESETS[train_preset]["gamma"], r1=r1, channels_last=cl,
-                                      min_time=self.min_time, train_preset=train_preset)
+                                      min_time=self.min_time, train_preset=train_preset, compile=comp)
         except torch.OutOfMemoryError:
             self.note(f"training {train_preset} {res}^2 batch {batch} {prec}: out of memory")
             return None
+        if comp:  # the counter cannot see compiled graphs: the FLOPs are those of the same step run eagerly
+            same = ("every step" if r1 else "none", res, prec, "no")
+            eager = [x for x in rows if (x["R1"], x["res"], x["precision"], x["compile"]) == same]
+            r["flops_per_img"] = eager[-1]["GFLOP/img"] * 1e9 if eager else float("nan")
         rate = r["flops_per_img"] * r["img_s"]
         row = {"preset": train_preset, "res": res, "batch": batch, "precision": prec,
-               "layout": "channels_last" if cl else "NCHW", "R1": "every step" if r1 else "none",
-               "img/s": r["img_s"], "sec/kimg": r["sec_per_kimg"], "GFLOP/img": r["flops_per_img"] / 1e9,
-               "TFLOP/s": rate / 1e12, "% peak": 100 * self.ratio(rate, prec), "peak MiB": r["mem_mb"]}
+               "layout": "channels_last" if cl else "NCHW", "compile": "yes" if comp else "no",
+               "R1": "every step" if r1 else "none", "img/s": r["img_s"], "sec/kimg": r["sec_per_kimg"],
+               "R1 / none": r["sec_per_kimg"] / none["sec/kimg"] if none else "",
+               "GFLOP/img": r["flops_per_img"] / 1e9, "TFLOP/s": rate / 1e12, "% peak": 100 * self.ratio(rate, prec),
+               "peak MiB": r["mem_mb"], "compile s": r["compile_s"] if comp else ""}
         rows.append(row)
         self.log(live_row(row, self.TRAINING_COLUMNS, len(rows) == 1))
         return row
 
-    def lazy_r1_note(self, train_preset: str, no_r1: dict) -> None:
-        """Lazy R1 every 16 steps (StyleGAN2), estimated from an "R1 none" row and its "every step" row."""
-        rows = self.table(self.TRAINING, self.TRAINING_COLUMNS)
-        res, prec = no_r1["res"], no_r1["precision"]
-        full = next(x for x in rows[::-1] if x["res"] == res and x["precision"] == prec
-                    and x["R1"] == "every step" and x["layout"] == "NCHW")
-        lazy = (15 * no_r1["sec/kimg"] + full["sec/kimg"]) / 16
-        self.note(f"training {train_preset} {res}^2 {prec}: lazy R1 (every 16 steps) would give "
-                  f"{lazy:.1f} sec/kimg against {full['sec/kimg']:.1f} with R1 every step "
+    def lazy_r1_note(self, train_preset: str, none: dict, full: dict) -> None:
+        """Lazy R1 every 16 steps (StyleGAN2), estimated from a step's "R1 none" and "every step" rows."""
+        lazy = (15 * none["sec/kimg"] + full["sec/kimg"]) / 16
+        self.note(f"training {train_preset} {none['res']}^2 {none['precision']} {none['layout']}: lazy R1 (every 16 "
+                  f"steps) would give {lazy:.1f} sec/kimg against {full['sec/kimg']:.1f} with R1 every step "
                   f"({full['sec/kimg'] / lazy:.2f}x)")
+
+    R1_IMPL = "D forward + R1 + backward: ops.py's convolutions against PyTorch's (alternating, best of 3)"
+
+    def r1_implementations(self, preset: str, cfg: NetworkConfig, resolutions: list[int], batch: int,
+                           dtypes=("fp32",)) -> None:
+        """The R1 part of a D step with the custom and the native convolutions, side by side in this run."""
+        rows = self.table(self.R1_IMPL, ["preset", "res", "batch", "precision", "native img/s", "custom img/s",
+                                         "custom / native"])
+        for res in resolutions:
+            for prec in dtypes:
+                if self.slow(prec):
+                    continue
+                fns = {impl: d_r1_step(cfg, res, batch, self.device, DTYPES[prec], impl=impl)
+                       for impl in ops.IMPLEMENTATIONS}
+                try:
+                    for fn in fns.values():
+                        fn()  # warm up both before the first timed round
+                    t = alternating(fns, self.device, min_time=self.min_time)
+                except torch.OutOfMemoryError:
+                    self.note(f"R1 {preset} {res}^2 batch {batch} {prec}: out of memory")
+                    continue
+                row = {"preset": preset, "res": res, "batch": batch, "precision": prec,
+                       "native img/s": batch / t["native"], "custom img/s": batch / t["custom"],
+                       "custom / native": t["native"] / t["custom"]}
+                rows.append(row)
+                self.log(live_row(row, list(row), len(rows) == 1))
 
     def schedule_note(self, train_preset: str, kimg: dict[int, float], spk: dict[int, float]) -> None:
         """sec/kimg averaged over the preset's whole schedule, each resolution weighted by its images."""
@@ -729,6 +844,10 @@ def run(presets: list[str], device: torch.device, quick: bool = False, log=print
         if quick:
             resolutions = resolutions[:1]
         bench.inference(preset, cfg, resolutions)
+        r1_at = R1_IMPL_AT[device.type].get(preset)
+        if r1_at:  # the same D step with both convolution implementations
+            (res_list, batch), dtypes = r1_at, ("fp32",) if device.type == "cpu" else ("fp32", "bf16")
+            bench.r1_implementations(preset, cfg, res_list[:1] if quick else res_list, 4 if quick else batch, dtypes)
         if preset in TRAIN_PRESETS:
             if device.type == "cpu" and preset != "cpu":
                 if preset == "ffhq1024":

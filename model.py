@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import ops
+
 FORMAT_VERSION = 1  # bump when the state-dict layout changes
 SQRT2 = math.sqrt(2.0)
 PSI_RANGE = (-2.0, 2.0)  # truncation psi: 1 = none, 0 = the average image; Figure 8 sweeps [-1, 1], beyond 2 is noise
@@ -172,29 +174,23 @@ class EqualConv2d(nn.Module):
         if self.up and self.fused:
             # conv_transpose correlates with the flipped kernel, so flip before fusing: equals nearest-up then conv.
             w = _fused_kernel(w.flip([2, 3]))
-            return F.conv_transpose2d(x, w.transpose(0, 1), self.bias, stride=2, padding=1)
+            return ops.conv_transpose2d(x, w.transpose(0, 1), self.bias, stride=2, padding=1)
         if self.down and self.fused:
-            return F.conv2d(x, _fused_kernel(w) * 0.25, self.bias, stride=2, padding=1)
+            return ops.conv2d(x, _fused_kernel(w) * 0.25, self.bias, stride=2, padding=1)
         if self.up:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = F.conv2d(x, w, self.bias, padding=self.pad)
+        x = ops.conv2d(x, w, self.bias, padding=self.pad)
         if self.down:
             x = F.avg_pool2d(x, 2)
         return x
 
 
 class Blur(nn.Module):
-    """[1, 2, 1] low-pass filter applied per channel: the paper's bilinear up/down-sampling (config B)."""
-
-    def __init__(self):
-        super().__init__()
-        k = torch.tensor([1.0, 2.0, 1.0])
-        k = k[:, None] * k[None, :]
-        self.register_buffer("kernel", (k / k.sum())[None, None], persistent=False)
+    """[1, 2, 1] low-pass filter applied per channel: the paper's bilinear up/down-sampling (config B). A fixed
+    filter, never trained: ops.blur gives it no gradient and derivatives of every order without a per-channel loop."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
-        return F.conv2d(x, self.kernel.to(x.dtype).expand(c, 1, 3, 3), padding=1, groups=c)
+        return ops.blur(x)
 
 
 class NoiseInjection(nn.Module):

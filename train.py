@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 
 import augment
+import ops
 from common import (RUNS_DIR, ArgumentParser, UsageError, float_in, int_at_least, positive_float, run_cli,
                     seed_type, to_uint8)
 from model import (PRESETS, WEIGHTS_NAME, Discriminator, Generator, NetworkConfig, NetworkError, load_network,
@@ -122,6 +123,7 @@ class TrainConfig:
     init: str = ""  # the trained network or run this run started from (--init); "" = random weights
     diffaugment: str = ""  # DiffAugment policy for everything D sees, e.g. "color,translation,cutout"; "" = off
     freeze_d: int = 0  # FreezeD: D's highest-resolution blocks (with their fromRGB) left untrained
+    compile: bool = False  # torch.compile every pass but R1's
 
     def batch_at(self, res: int) -> int:
         """Global minibatch at a resolution (JSON round trips turn the keys into strings)."""
@@ -189,8 +191,10 @@ def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
 def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Mean over the batch of |grad_x D(x)|^2 on real images (Mescheder et al. 2018). `scale` is the fp16 loss scale:
-    gradients are taken of the scaled logits (so they do not underflow) and unscaled in fp32."""
-    (grad,) = torch.autograd.grad(real_logits.sum() * scale, real, create_graph=True)
+    gradients are taken of the scaled logits (so they do not underflow) and unscaled in fp32. The first pass skips
+    D's weight gradients, which it would throw away; the second, through `grad`, computes them."""
+    with ops.no_weight_gradients():
+        (grad,) = torch.autograd.grad(real_logits.sum() * scale, real, create_graph=True)
     return (grad.float() / scale).square().sum(dim=[1, 2, 3]).mean()
 
 
@@ -540,7 +544,7 @@ def make_config(args, init: InitSource | None = None) -> TrainConfig:
     for k in ("kimg", "start_res", "fade_kimg", "stable_kimg", "gamma", "loss", "style_mixing", "ema_kimg",
               "mixed_precision", "seed", "tick_kimg", "snap_kimg", "workers", "r1_interval", "r1_scaling",
               "max_images", "cpu", "ema_rampup", "channels_last", "pad", "cache_dir", "stream", "diffaugment",
-              "freeze_d"):
+              "freeze_d", "compile"):
         v = getattr(args, k, None)
         if v is not None:
             setattr(cfg, k, v)
@@ -656,8 +660,9 @@ def make_networks(cfg: TrainConfig, accel, init: InitSource | None = None):
     if init is not None:
         load_init_weights(init, G, G_ema, D)
     set_seed(cfg.seed, device_specific=True)  # then seed + rank: every process draws its own latents
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
-    opt_D = torch.optim.Adam(trainable_d_parameters(D, cfg.freeze_d), lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8)
+    adam = dict(lr=cfg.base_lr, betas=(0.0, 0.99), eps=1e-8, fused=accel.device.type == "cuda" or None)  # one kernel
+    opt_G = torch.optim.Adam(G.parameters(), **adam)
+    opt_D = torch.optim.Adam(trainable_d_parameters(D, cfg.freeze_d), **adam)
     G, D, opt_G, opt_D = accel.prepare(G, D, opt_G, opt_D)
     G_ema.to(accel.device)
     return G, D, G_ema, opt_G, opt_D
@@ -668,7 +673,8 @@ class TrainStep:
     minibatch and bench.py times it, so the benchmark measures exactly what training runs.
 
     G, D, opt_G and opt_D are as `accel.prepare` returned them (see make_networks); the learning rate, resolution
-    and fade-in come from the phase of each call."""
+    and fade-in come from the phase of each call. A step never waits for the device: whether its losses were finite
+    is kept on the device, and check_finite() asks at each tick and before each checkpoint."""
 
     def __init__(self, cfg: TrainConfig, accel, G, D, G_ema: Generator, opt_G, opt_D):
         self.cfg, self.accel = cfg, accel
@@ -677,6 +683,15 @@ class TrainStep:
         self.z_dim, self.device = self.G_raw.cfg.z_dim, accel.device
         # DiffAugment: D sees reals and fakes, in both steps, through the same kind of random transformation.
         self.aug = (lambda x: augment.diff_augment(x, cfg.diffaugment)) if cfg.diffaugment else (lambda x: x)
+        # --compile: every pass but R1's. torch.compile cannot differentiate its graphs twice, so a D step with R1
+        # runs eagerly, on the same parameters.
+        fast = compiled if cfg.compile else (lambda module: module)
+        self.G_fast, self.D_fast, self.G_raw_fast, self.D_raw_fast = (fast(m) for m in (G, D, self.G_raw, self.D_raw))
+        self.ema_pairs = (list(G_ema.parameters()), [p.detach() for p in self.G_raw.parameters()])
+        self.buffer_pairs = (list(G_ema.buffers()), list(self.G_raw.buffers()))
+        self.bad_nimg = self.bad_losses = None  # the first step whose losses were not finite, on the device
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # the fastest kernels for each layer shape, found once per shape
 
     def mixing_args(self, batch: int, res: int) -> dict:
         """Style-mixing regularization (paper Sec. 3.1) for one generator call: with probability `style_mixing`, a
@@ -695,64 +710,95 @@ class TrainStep:
 
     def __call__(self, real: torch.Tensor, phase: Phase, step: int, cur_nimg: int) -> torch.Tensor:
         """One iteration on this process's reals (in [-1, 1] at phase.res), the `step`-th of the run, with
-        `cur_nimg` images shown before it. Returns the D loss, the penalty and the G loss, averaged over processes."""
-        cfg, accel, device = self.cfg, self.accel, self.device
-        G, D, G_raw, D_raw, aug = self.G, self.D, self.G_raw, self.D_raw, self.aug
-        res, alpha = phase.res, phase.alpha
+        `cur_nimg` images shown before it. Returns the D loss, the penalty and the G loss, averaged over processes,
+        on the device."""
         for opt in (self.opt_G, self.opt_D):
             for group in opt.param_groups:
                 group["lr"] = phase.lr
-        b = real.shape[0]
+        d_loss, pen = self.d_step(real, phase, step)
+        g_loss, w = self.g_step(real.shape[0], phase)
+        losses = self.accel.reduce(torch.stack([d_loss.detach(), pen.detach(), g_loss.detach()]).float(), "mean")
+        self.note_finite(losses, cur_nimg)
+        self.update_averages(w, phase.batch, cur_nimg)
+        return losses
 
-        # ---- Discriminator step: loss on fakes and reals, with R1 (or the WGAN-GP penalty)
-        D_raw.requires_grad_(True)
+    def d_step(self, real: torch.Tensor, phase: Phase, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's loss on fakes and reals, with R1 (or the WGAN-GP penalty), and its optimizer step."""
+        cfg, accel, res, alpha, b = self.cfg, self.accel, phase.res, phase.alpha, real.shape[0]
+        self.D_raw.requires_grad_(True)
         with torch.no_grad(), accel.autocast():  # the fakes D sees are mixed too, as in the official G_style
-            fake = G_raw(torch.randn(b, self.z_dim, device=device), res=res, alpha=alpha, **self.mixing_args(b, res))
+            fake = self.G_raw_fast(torch.randn(b, self.z_dim, device=self.device), res=res, alpha=alpha,
+                                   **self.mixing_args(b, res))
         do_r1 = cfg.loss == "logistic" and cfg.gamma > 0 and step % cfg.r1_interval == 0
+        D = self.D if do_r1 or cfg.loss != "logistic" else self.D_fast
         real = real.detach().requires_grad_(do_r1)
         with accel.autocast():
-            real_logits = D(aug(real), res=res, alpha=alpha).float()
-            fake_logits = D(aug(fake.detach()), res=res, alpha=alpha).float()
+            real_logits = D(self.aug(real), res=res, alpha=alpha).float()
+            fake_logits = D(self.aug(fake.detach()), res=res, alpha=alpha).float()
             if cfg.loss == "logistic":
                 d_loss = d_logistic_loss(real_logits, fake_logits)
                 scale = accel.scaler.get_scale() if accel.scaler is not None else 1.0
-                pen = r1_penalty(real_logits, real, scale) if do_r1 else torch.zeros((), device=device)
+                pen = r1_penalty(real_logits, real, scale) if do_r1 else torch.zeros((), device=self.device)
                 # lazy R1 (StyleGAN2): applied every r1_interval steps, so weighted r1_interval times more
                 d_total = d_loss + pen * (cfg.r1_weight(res) / 2) * cfg.r1_interval
             else:  # WGAN-GP with epsilon drift 0.001 (ProGAN / the paper's CelebA-HQ runs)
                 d_loss = fake_logits.mean() - real_logits.mean()
-                pen = wgan_gp_penalty(D, real.detach(), fake.detach(), res, alpha)
+                pen = wgan_gp_penalty(self.D, real.detach(), fake.detach(), res, alpha)
                 d_total = d_loss + cfg.gamma * pen + 0.001 * real_logits.square().mean()
         self.opt_D.zero_grad(set_to_none=True)
         accel.backward(d_total)
-        bad_d = not torch.isfinite(d_total.detach())
-        if not bad_d:
-            self.opt_D.step()
+        self.opt_D.step()
+        return d_loss, pen
 
-        # ---- Generator step: non-saturating loss, with style-mixing regularization
-        D_raw.requires_grad_(False)
-        z = torch.randn(b, self.z_dim, device=device)
-        with accel.autocast():
-            fake, w = G(z, res=res, alpha=alpha, return_w=True, **self.mixing_args(b, res))
+    def g_step(self, batch: int, phase: Phase) -> tuple[torch.Tensor, torch.Tensor]:
+        """G's non-saturating loss, with style-mixing regularization, and its optimizer step; returns the loss and
+        the minibatch's w (for w_avg)."""
+        res, alpha = phase.res, phase.alpha
+        self.D_raw.requires_grad_(False)
+        z = torch.randn(batch, self.z_dim, device=self.device)
+        with self.accel.autocast():
+            fake, w = self.G_fast(z, res=res, alpha=alpha, return_w=True, **self.mixing_args(batch, res))
             # D is called unwrapped here: its parameters need no gradient, so its DDP hooks must not fire.
-            fake_logits = D_raw(aug(fake), res=res, alpha=alpha).float()
-            g_loss = g_nonsaturating_loss(fake_logits) if cfg.loss == "logistic" else -fake_logits.mean()
+            fake_logits = self.D_raw_fast(self.aug(fake), res=res, alpha=alpha).float()
+            g_loss = g_nonsaturating_loss(fake_logits) if self.cfg.loss == "logistic" else -fake_logits.mean()
         self.opt_G.zero_grad(set_to_none=True)
-        accel.backward(g_loss)
-        losses = accel.reduce(torch.stack([d_loss.detach(), pen.detach(), g_loss.detach()]).float(), "mean")
-        if bad_d or not torch.isfinite(losses).all():
-            raise FloatingPointError(f"loss became {losses.tolist()} at kimg {cur_nimg / 1000:.1f}")
+        self.accel.backward(g_loss)
         self.opt_G.step()
+        return g_loss, w
 
-        # ---- w_avg (over all processes) and EMA
-        G_raw.update_w_avg(accel.gather(w.detach().float()), cfg.w_avg_beta)
-        with torch.no_grad():
-            beta = self.ema_beta(phase.batch, cur_nimg)
-            for p_ema, p in zip(self.G_ema.parameters(), G_raw.parameters()):
-                p_ema.lerp_(p.detach().float(), 1 - beta)
-            for b_ema, b_ in zip(self.G_ema.buffers(), G_raw.buffers()):
-                b_ema.copy_(b_)
-        return losses
+    @torch.no_grad()
+    def update_averages(self, w: torch.Tensor, batch: int, cur_nimg: int) -> None:
+        """w_avg (over all processes) and G's EMA, each parameter list in one foreach update."""
+        self.G_raw.update_w_avg(self.accel.gather(w.detach().float()), self.cfg.w_avg_beta)
+        torch._foreach_lerp_(*self.ema_pairs, 1 - self.ema_beta(batch, cur_nimg))
+        torch._foreach_copy_(*self.buffer_pairs)
+
+    def note_finite(self, losses: torch.Tensor, cur_nimg: int) -> None:
+        """Remember the first step whose losses were not finite, without waiting for the device."""
+        if self.bad_nimg is None:
+            self.bad_nimg = torch.full((), -1, dtype=torch.int64, device=losses.device)
+            self.bad_losses = torch.zeros_like(losses)
+        new = (self.bad_nimg < 0) & ~torch.isfinite(losses).all()
+        self.bad_nimg = torch.where(new, cur_nimg, self.bad_nimg)
+        self.bad_losses = torch.where(new, losses, self.bad_losses)
+
+    def check_finite(self) -> None:
+        """Raise FloatingPointError if a step so far had a non-finite loss: the weights are then not worth keeping,
+        and the last checkpoint written is the last good state. One wait for the device."""
+        if self.bad_nimg is None or self.bad_nimg.item() < 0:
+            return
+        raise FloatingPointError(f"loss became {self.bad_losses.tolist()} at kimg {self.bad_nimg.item() / 1000:.1f}")
+
+
+def compiled(module: torch.nn.Module):
+    """torch.compile for a network that each phase of progressive growing calls at another resolution and fade: one
+    graph per (resolution, fading or not, mixing or not), so the cache holds more than torch's default of 8. The
+    noise inputs are drawn by torch's own generator, as in eager mode: a seed trains the same run either way."""
+    import torch._inductor.config
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    torch._inductor.config.fallback_random = True
+    return torch.compile(module)
 
 
 def phase_batches(dataset, cfg: TrainConfig, phase: Phase, cur_nimg: int, total_nimg: int, accel,
@@ -850,14 +896,32 @@ def save_snapshot_images(accel, G_ema: Generator, grid_z: torch.Tensor, phase: P
     accel.get_tracker("tensorboard").writer.add_image("fakes", grid, cur_nimg, dataformats="HWC")
 
 
-def log_step(accel, bar, phase: Phase, losses: torch.Tensor, cur_nimg: int, dt: float) -> None:
-    """The progress bar's status and the tracker's scalars after one step (main process)."""
-    bar.update(min(phase.batch / 1000, bar.total - bar.n))  # the last batch may overshoot --kimg: stop the bar at 100%
-    bar.set_postfix_str(f"res {phase.res} alpha {phase.alpha:.2f} D {losses[0]:.3f} G {losses[2]:.3f} "
-                        f"R1 {losses[1]:.3f} {1000 * dt / phase.batch:.1f} s/kimg", refresh=False)
-    accel.log({"loss/D": losses[0].item(), "loss/G": losses[2].item(), "loss/penalty": losses[1].item(),
-               "progress/resolution": phase.res, "progress/alpha": phase.alpha, "progress/kimg": cur_nimg / 1000,
-               "perf/images_per_sec": phase.batch / max(dt, 1e-9), "lr": phase.lr}, step=cur_nimg)
+class StepLog:
+    """The main process's record of the steps since the last tick, their losses left on the device: at each tick,
+    one wait for the device gives the tracker every step's scalars and the progress bar its status."""
+
+    def __init__(self, accel, bar):
+        self.accel, self.bar, self.steps = accel, bar, []
+
+    def add(self, phase: Phase, losses: torch.Tensor, cur_nimg: int, dt: float) -> None:
+        self.bar.update(min(phase.batch / 1000, self.bar.total - self.bar.n))  # the last batch may overshoot --kimg
+        self.steps.append((phase, losses, cur_nimg, dt))
+
+    def flush(self) -> torch.Tensor | None:
+        """Log the steps since the last flush; returns the last one's losses (D, penalty, G) on the CPU."""
+        if not self.steps:
+            return None
+        values = torch.stack([losses for _, losses, _, _ in self.steps]).cpu()
+        for (phase, _, nimg, dt), (d, pen, g) in zip(self.steps, values.tolist()):
+            self.accel.log({"loss/D": d, "loss/G": g, "loss/penalty": pen, "progress/resolution": phase.res,
+                            "progress/alpha": phase.alpha, "progress/kimg": nimg / 1000,
+                            "perf/images_per_sec": phase.batch / max(dt, 1e-9), "lr": phase.lr}, step=nimg)
+        phase, _, _, dt = self.steps[-1]
+        d, pen, g = values[-1].tolist()
+        self.bar.set_postfix_str(f"res {phase.res} alpha {phase.alpha:.2f} D {d:.3f} G {g:.3f} R1 {pen:.3f}",
+                                 refresh=False)
+        self.steps = []
+        return values[-1]
 
 
 def tick_line(phase: Phase, losses: torch.Tensor, cur_nimg: int, sec_kimg: float) -> str:
@@ -890,7 +954,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
           init: InitSource | None = None) -> dict:
     """Train from scratch, from the weights `init` (fine-tuning) or from the checkpoint `resume` (which wins over
     `init`); returns a summary (also for the tests)."""
-    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
     from tqdm import tqdm
 
@@ -904,6 +968,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
         mixed_precision=cfg.mixed_precision,
         # Progressive growing leaves the layers above the current resolution unused: DDP must expect that.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        # the reals are pinned (phase_batches) and copied to a GPU while the previous step runs
+        dataloader_config=DataLoaderConfiguration(non_blocking=not use_cpu(cfg)),
         log_with="tensorboard", project_dir=str(run_dir))
     rank, world, main = accel.process_index, accel.num_processes, accel.is_main_process
     device = accel.device
@@ -931,6 +997,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     grid_z = seed_to_z(range(32), net_cfg.z_dim).to(device)
 
     def checkpoint(final: bool = False):
+        train_step.check_finite()  # a NaN since the last tick: keep the last checkpoint, the last good state
         save_checkpoint(accel, run_dir, cfg, G_ema, train_step.G_raw, train_step.D_raw, cur_nimg, stats, opt_key,
                         final)
 
@@ -940,6 +1007,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     res_time = {}
     bar = tqdm(total=cfg.kimg, initial=cur_nimg / 1000, unit="kimg", disable=not main, dynamic_ncols=True,
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} kimg [{elapsed}<{remaining}{postfix}]")
+    step_log = StepLog(accel, bar)
     step = steps_taken(cur_nimg, cfg)
     summary = {"first_batch": None, "rank": rank, "world": world}
     next_tick = (cur_nimg // int(cfg.tick_kimg * 1000) + 1) * int(cfg.tick_kimg * 1000)
@@ -973,15 +1041,16 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
             res_time[phase.res][0] += dt
             res_time[phase.res][1] += phase.batch
             if main:
-                log_step(accel, bar, phase, losses, cur_nimg, dt)
+                step_log.add(phase, losses, cur_nimg, dt)
             done = cur_nimg >= total_nimg
             if cur_nimg >= next_tick or done:
                 next_tick += int(cfg.tick_kimg * 1000)
+                train_step.check_finite()  # waits for the device: the tick's time below is the device's too
                 add_res_time(stats, res_time)
                 res_time = {}
                 if main:
                     sec_kimg = (time.time() - tick_start_time) / max((cur_nimg - tick_start_nimg) / 1000, 1e-9)
-                    bar.write(tick_line(phase, losses, cur_nimg, sec_kimg))
+                    bar.write(tick_line(phase, step_log.flush(), cur_nimg, sec_kimg))
                     save_snapshot_images(accel, G_ema, grid_z, phase, run_dir, cur_nimg)
                 tick_start_nimg, tick_start_time = cur_nimg, time.time()
             if cur_nimg >= next_snap or done:
@@ -1068,6 +1137,8 @@ def parse_args(argv=None):
     p.add_argument("--cpu", action="store_true", default=None, help="train on the CPU even if a GPU is available")
     p.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory layout (default on: same maths, faster)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile every pass but R1's (default off; minutes of compiling per resolution)")
     p.add_argument("--tick-kimg", dest="tick_kimg", type=positive_float, help="status line and sample grid every N kimg")
     p.add_argument("--snap-kimg", dest="snap_kimg", type=positive_float, help="checkpoint and network every N kimg")
     p.add_argument("--workers", type=int_at_least(0), help="DataLoader worker processes (default 2)")

@@ -45,12 +45,19 @@ def test_tables_have_expected_rows(tmp_path):
     inf = b.tables["Generator inference"][1]
     assert {(r["res"], r["batch"], r["precision"], r["layout"]) for r in inf} >= {
         (16, 1, "fp32", "NCHW"), (16, 1, "fp32", "channels_last"), (16, 1, "bf16", "NCHW")}
+    b.r1_implementations("tiny", TINY, [16], 2)
     trn = b.tables["Training step (D: logistic + R1, G: non-saturating + mixing)"][1]
-    assert [(r["res"], r["batch"]) for r in trn] == [(8, 4), (16, 4)]
+    # each step without R1, then with R1 every step and the ratio of the two
+    assert [(r["res"], r["batch"], r["R1"]) for r in trn] == [(8, 4, "none"), (8, 4, "every step"),
+                                                            (16, 4, "none"), (16, 4, "every step")]
     for r in inf + trn:
         for key in ("img/s", "GFLOP/img", "TFLOP/s", "% peak", "peak MiB"):
             assert positive(r[key]), (key, r)
-    assert all(r["R1"] == "every step" for r in trn)
+    for none, full in (trn[:2], trn[2:]):
+        assert full["R1 / none"] == pytest.approx(full["sec/kimg"] / none["sec/kimg"]) and none["R1 / none"] == ""
+    (r1,) = b.tables[bench.Bench.R1_IMPL][1]
+    assert r1["res"] == 16 and positive(r1["native img/s"]) and positive(r1["custom img/s"])
+    assert r1["custom / native"] == pytest.approx(r1["custom img/s"] / r1["native img/s"])
 
     out = tmp_path / "benchmarks.md"
     env = bench.environment(torch.device("cpu"), ["--quick"])

@@ -4,6 +4,7 @@
     python bench.py --preset cpu --device cpu       # the default 32x32 network only
     python bench.py --preset ffhq1024 --device cuda --out docs/benchmarks.md
     python bench.py --quick                         # fewer sizes and repetitions (a smoke run)
+    python bench.py --preset ffhq256 --device cuda --sections training --resolution 256   # one table
 
 What it measures, per preset and device:
   * peak: a large matmul and a large convolution in each precision, and memory bandwidth (a large tensor copy),
@@ -831,38 +832,45 @@ def environment(device: torch.device, argv: list[str]) -> dict:
     }
 
 
-def run(presets: list[str], device: torch.device, quick: bool = False, log=print) -> Bench:
+SECTIONS = ("inference", "r1", "training", "metrics")
+
+
+def run(presets: list[str], device: torch.device, quick: bool = False, log=print, sections=SECTIONS,
+        only_res: list[int] | None = None) -> Bench:
+    """Every section of `sections` for each preset; `only_res` keeps the resolutions of each section to those."""
     bench = Bench(device, quick, log)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if device.type == "cpu" and load > 0.5 * (os.cpu_count() or 1):
         bench.note(f"the machine was busy at the start (load average {load:.2f} on {os.cpu_count()} cores): CPU "
                    "numbers are low; multi-threaded ops wait for time slices on a shared CPU")
+    keep = (lambda rs: [r for r in rs if r in only_res]) if only_res else (lambda rs: rs)
     bench.measure_peaks()
     for preset in presets:
         cfg = PRESETS[preset]
         resolutions = [r for r in INFERENCE_RES if r <= cfg.resolution] or [cfg.resolution]
         if quick:
             resolutions = resolutions[:1]
-        bench.inference(preset, cfg, resolutions)
+        if "inference" in sections and keep(resolutions):
+            bench.inference(preset, cfg, keep(resolutions))
         r1_at = R1_IMPL_AT[device.type].get(preset)
-        if r1_at:  # the same D step with both convolution implementations
+        if "r1" in sections and r1_at and keep(r1_at[0]):  # the same D step with both convolution implementations
             (res_list, batch), dtypes = r1_at, ("fp32",) if device.type == "cpu" else ("fp32", "bf16")
-            bench.r1_implementations(preset, cfg, res_list[:1] if quick else res_list, 4 if quick else batch, dtypes)
-        if preset in TRAIN_PRESETS:
+            bench.r1_implementations(preset, cfg, keep(res_list)[:1] if quick else keep(res_list),
+                                     4 if quick else batch, dtypes)
+        if "training" in sections and preset in TRAIN_PRESETS:
+            cpu_big = device.type == "cpu" and preset != "cpu"  # the paper's 256 preset on two cores: batch 2
+            res_t = keep([8, 32, 256] if quick and cpu_big else [TRAIN_PRESETS[preset]["start_res"]] if quick
+                         else sorted(schedule_kimg(preset)))
+            if device.type == "cpu" and preset == "ffhq1024":
+                bench.note("training ffhq1024: not measured on the CPU (hours per kimg); run on a GPU")
+            elif res_t:
+                bench.training(preset, resolutions=res_t, **dict(batch_cap=2, iters=1) if cpu_big else
+                               dict(iters=1 if quick else 3))
+        if "metrics" in sections:
             if device.type == "cpu" and preset != "cpu":
-                if preset == "ffhq1024":
-                    bench.note("training ffhq1024: not measured on the CPU (hours per kimg); run on a GPU")
-                    continue
-                # the paper's 256 preset on two cores: batch 2, one timed step per resolution
-                bench.training(preset, batch_cap=2, iters=1,
-                               resolutions=[8, 32, 256] if quick else None)
+                bench.note(f"metric throughput for {preset}: not measured on the CPU (time budget)")
             else:
-                bench.training(preset, iters=1 if quick else 3,
-                               resolutions=None if not quick else [TRAIN_PRESETS[preset]["start_res"]])
-        if device.type == "cpu" and preset != "cpu":
-            bench.note(f"metric throughput for {preset}: not measured on the CPU (time budget)")
-        else:
-            bench.metrics(preset, cfg, num=4 if quick else 8)
+                bench.metrics(preset, cfg, num=4 if quick else 8)
     return bench
 
 
@@ -889,6 +897,10 @@ def parse_args(argv=None):
                    help="network preset to measure (default: all)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
+    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS, metavar="SECTION",
+                   help=f"what to measure (default: all of {' '.join(SECTIONS)})")
+    p.add_argument("--resolution", nargs="+", type=int_at_least(4), metavar="RES",
+                   help="measure only at these resolutions (e.g. 256 1024; default: each section's own)")
     p.add_argument("--out", default="docs/benchmarks.md", help="results file to append to ('' to skip)")
     p.add_argument("--threads", type=int_at_least(0), default=0, help="torch CPU threads (default: all cores)")
     return p.parse_args(argv)
@@ -917,7 +929,7 @@ def main(argv=None):
         print(f"{k:>9}: {v}")
     presets = ["cpu", "ffhq256", "ffhq1024"] if args.preset == "all" else [args.preset]
     t0 = time.time()
-    bench = run(presets, device, args.quick)
+    bench = run(presets, device, args.quick, sections=args.sections, only_res=args.resolution)
     verdicts = targets(bench)
     print(bench.text())
     print(f"\npeak MiB: {MEMORY_LEGEND[device.type]}")

@@ -918,6 +918,9 @@ def main(argv=None):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no GPU is available here (torch.cuda.is_available() is False); "
                          "use --device cpu")
+    odd = [r for r in args.resolution or [] if r & (r - 1)]
+    if odd:
+        raise UsageError(f"--resolution takes powers of two (the networks' resolutions), not {odd[0]}")
     if args.threads:
         torch.set_num_threads(args.threads)
     elif device.type == "cpu":

@@ -28,16 +28,25 @@ import datetime
 import functools
 import json
 import math
+import multiprocessing
 import os
 import shlex
+import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
-from common import ArgumentParser, UsageError, positive_float, int_at_least, pick_device, run_cli
+import metrics
+import train
+from checkpoint import latest_checkpoint, load_network
+from common import ArgumentParser, UsageError, int_at_least, pick_device, positive_float, run_cli
+from data import make_dataset
 
 
 @dataclass(frozen=True)
@@ -95,8 +104,8 @@ ORDERINGS = [
 # variants with one seed take about 55 minutes on 2 idle CPU cores (56 measured); metric sample counts far below the
 # paper's (FID 50k, PPL 100k pairs, separability 200k), the same for every variant so that they compare. The cpu
 # preset's EMA ramp-up (half-life capped at 5% of the images seen) keeps the EMA generator of such short runs trained.
-# The study's learning rate, pinned like its widths: the cpu preset's until 2026-11-23, when the preset moved to 0.01.
-# Records written before it was pinned have no --lr in their settings and were trained at it (stored_settings).
+# The study's learning rate, pinned like its widths so that a change of the cpu preset does not change the study.
+# Records whose settings hold no --lr were trained at this rate (stored_settings).
 STUDY_LR = "0.005"
 
 SIZES = {
@@ -114,14 +123,6 @@ SIZES = {
                   data="synthetic:2000", fid=48, ppl=16, ls=200, pixel_fid=True,
                   classifier=dict(num=512, holdout=128, epochs=1)),
 }
-
-
-def PIXEL_FEATURES(images):
-    """--quick's stand-in for Inception in FID: 8x8 average-pooled pixels (192-d). Inception-v3 on a CPU costs
-    seconds per image and the 2048-d matrix square root most of a minute: far too slow for a smoke run."""
-    import torch.nn.functional as F
-
-    return F.adaptive_avg_pool2d(images.float() / 255, 8).flatten(1)
 
 
 METRIC_SEED = 0  # one metric seed for every variant: the same latents, so differences come from the networks
@@ -275,10 +276,8 @@ def control_settings(settings: dict) -> dict:
 
 
 def train_config(settings: dict):
-    import train
-
     cfg = train.make_config(train.parse_args(settings["train_args"]))
-    cfg.network.update(settings["network"])  # the size pins its widths (train.py has presets, no width flags)
+    cfg.network.update(settings["network"])  # the size's z_dim, w_dim and widths: not all are train.py options
     return cfg
 
 
@@ -286,8 +285,6 @@ def train_config(settings: dict):
 def git_commit() -> str | None:
     """The commit of the code that made a record (None outside a git checkout): read once, when the study starts
     (main calls it first), so that commits made while a long study runs are not credited with its records."""
-    import subprocess
-
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
                              text=True, timeout=10)
@@ -299,12 +296,10 @@ def git_commit() -> str | None:
 def measure(G, variant: Variant, settings: dict, shared: "Shared") -> tuple[dict, dict]:
     """FID, PPL (full and end, in the space the paper reports for the row) and separability in Z and W of one
     generator; returns (measurements, seconds per metric)."""
-    import metrics
-
     res, num, times, rec = G.cfg.resolution, settings["num"], {}, {}
     t0 = time.time()
     rec["fid"] = metrics.fid(G, shared.dataset(res), num=num["fid"], seed=METRIC_SEED, device=shared.device,
-                             features=PIXEL_FEATURES if settings["pixel_fid"] else None)
+                             features=metrics.pixel_features if settings["pixel_fid"] else None)
     times["fid"] = time.time() - t0
     # PPL in the space the paper reports for the row only: LPIPS is the slowest part after FID on a CPU.
     for sampling in ("full", "end"):
@@ -333,25 +328,19 @@ class Shared:
         self.size, self.device, self._lpips, self._classifier, self._datasets = size, device, None, {}, {}
 
     def lpips(self):
-        import metrics
-
         if self._lpips is None:
             self._lpips = metrics.lpips_vgg(self.device)
         return self._lpips
 
     def classifier(self, resolution: int):
-        import metrics
-
         if resolution not in self._classifier:  # metrics caches it on disk too: trained once for all runs
             self._classifier[resolution] = metrics.attribute_classifier(self.size["data"], resolution, self.device,
                                                                         **self.size["classifier"])
         return self._classifier[resolution]
 
     def dataset(self, resolution: int):
-        import data
-
         if resolution not in self._datasets:
-            self._datasets[resolution] = data.make_dataset(self.size["data"], resolution=resolution)
+            self._datasets[resolution] = make_dataset(self.size["data"], resolution=resolution)
         return self._datasets[resolution]
 
 
@@ -418,8 +407,6 @@ def run_control(variant: Variant, seed: int, size: dict, outdir: Path, shared: S
     (train.initial_networks), measured as the trained one is. An ordering that already holds here owes nothing to
     training. Kept in <folder>/untrained.json with its control_settings, so that runs of another training length
     (--kimg, --batch) share it; returns (its record, whether anything ran)."""
-    import train
-
     folder = outdir / f"{variant.name}-seed{seed}"
     done = folder / "untrained.json"
     settings = run_settings(variant, seed, size)
@@ -446,8 +433,6 @@ def run_control(variant: Variant, seed: int, size: dict, outdir: Path, shared: S
 def train_variant(variant: Variant, seed: int, size: dict, outdir: Path, log=print) -> bool:
     """Train (or continue) one variant and seed into <outdir>/<variant>-seed<seed>/, ending with its train.json;
     returns whether it trained (False: train.json was there). Measuring is run_variant's, on any machine later."""
-    import train
-
     folder = outdir / f"{variant.name}-seed{seed}"
     settings = run_settings(variant, seed, size)
     _finished(folder / "ablation.json", settings, folder)  # a folder of another size is refused, never trained on
@@ -457,7 +442,7 @@ def train_variant(variant: Variant, seed: int, size: dict, outdir: Path, log=pri
             raise _other_settings(folder)
         return False
     cfg = train_config(settings)
-    resume = train.latest_checkpoint(folder) if folder.is_dir() else None
+    resume = latest_checkpoint(folder) if folder.is_dir() else None
     t0 = time.time()
     summary = train.train(cfg, folder, resume=resume, log_fn=lambda s: None)
     _write_json(train_json, {"seconds": round(time.time() - t0, 1), "resumed": resume is not None,
@@ -470,8 +455,6 @@ def train_variant(variant: Variant, seed: int, size: dict, outdir: Path, log=pri
 def _train_job(name: str, seed: int, size: dict, outdir: Path, threads: int) -> bool:
     """train_variant in a worker process of train_all: its progress bar and messages go to train.log in its folder,
     so that parallel runs do not write over each other's lines."""
-    import torch
-
     torch.set_num_threads(threads)
     folder = outdir / f"{name}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -492,11 +475,6 @@ def train_all(variants: list[Variant], seeds: int, size: dict, outdir: Path, job
         for v, seed in runs:
             (done if train_variant(v, seed, size, outdir, log) else earlier).append(f"{v.name}-seed{seed}")
         return done, earlier
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from tqdm import tqdm
-
     threads = max(1, (os.cpu_count() or 1) // jobs)
     errors = []
     # spawn, not fork: a forked child inherits the parent's torch and CUDA state, which CUDA does not allow
@@ -519,8 +497,6 @@ def train_all(variants: list[Variant], seeds: int, size: dict, outdir: Path, job
 
 def run_variant(variant: Variant, seed: int, size: dict, outdir: Path, shared: Shared, log=print) -> tuple[dict, bool]:
     """Train (or continue) and measure one variant and seed; returns (its record, whether anything ran)."""
-    from model import load_network
-
     folder = outdir / f"{variant.name}-seed{seed}"
     done = folder / "ablation.json"
     settings = run_settings(variant, seed, size)
@@ -713,7 +689,7 @@ def write_markdown(rows, verdicts: dict[str, list[dict]], path: Path, command: s
 
 
 def plot(rows: list[dict], path: Path):
-    import matplotlib
+    import matplotlib  # here: only the study's last step draws
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -5,6 +5,8 @@
     python bench.py --preset ffhq1024 --device cuda --out docs/benchmarks.md
     python bench.py --quick                         # fewer sizes and repetitions (a smoke run)
     python bench.py --preset ffhq256 --device cuda --sections training --resolution 256   # one table
+    python bench.py --sections data                 # images/s of data loading: synthetic, folders, the cache
+    python bench.py --train-memory ~/a ~/b          # peak memory per process and time to the first step
 
 What it measures, per preset and device:
   * peak: a large matmul and a large convolution in each precision, and memory bandwidth (a large tensor copy),
@@ -14,7 +16,9 @@ What it measures, per preset and device:
   * train.py's own training step (train.TrainStep, on an Accelerator in the measured precision; D: logistic loss +
     R1 every step, G: non-saturating loss with style mixing, w_avg and EMA updates), at each resolution of the
     preset's progressive schedule;
+  * D's R1 step with ops.py's convolutions against PyTorch's, side by side;
   * PPL and FID sample throughput through metrics.py's own functions;
+  * data loading: rendering synthetic faces, DataLoaders, a folder decoded into the cache, cache reads;
   * peak memory (CPU RSS high-water mark, GPU max allocated) and FLOPs per image (torch.utils.flop_counter).
 
 FLOPs count convolutions and matmuls only (2 per multiply-add), as torch.utils.flop_counter does; elementwise work
@@ -24,24 +28,44 @@ Every result is appended as a dated section to docs/benchmarks.md with the machi
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import itertools
+import json
 import os
 import platform
 import resource
 import shlex
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+import unittest.mock
 from pathlib import Path
 
+import accelerate
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import flop_registry
 
-from common import ArgumentParser, UsageError, int_at_least, run_cli
-from model import PRESETS, Discriminator, EqualConv2d, Generator, NetworkConfig
+import data
+import metrics
 import ops
 import train
+from common import ArgumentParser, UsageError, int_at_least, pick_device, run_cli
+from data import IMAGE_EXTENSIONS, ImageDataset, cached, make_dataset
+from faces import render_faces
+from model import PRESETS, Discriminator, EqualConv2d, Generator, NetworkConfig
 from train import TRAIN_PRESETS, TrainConfig, schedule
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -116,10 +140,6 @@ def count_work(fn) -> tuple[int, int]:
     no_grad whose parameters require grad (the generator call inside the D step).
     Bytes: what every non-view op reads and writes, as if no op reused another's data from a cache: the memory
     traffic of an unfused run, for the arithmetic-intensity estimate."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
-    from torch.utils.flop_counter import flop_registry
-
     class Counter(TorchDispatchMode):
         flops, nbytes = 0, 0
 
@@ -147,8 +167,6 @@ def count_flops(fn) -> int:
 
 def matmul_share(fn) -> float:
     """Fraction of fn's CPU operator time spent in convolutions and matmuls (torch.profiler, self time)."""
-    from torch.profiler import ProfilerActivity, profile
-
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     heavy = ("conv", "mm", "matmul", "linear", "addmm", "bmm", "mkldnn")
@@ -254,9 +272,6 @@ PRECISIONS = {torch.float32: "no", torch.bfloat16: "bf16", torch.float16: "fp16"
 def accelerator(device: torch.device, dtype: torch.dtype = torch.float32):
     """An Accelerator on `device` with `dtype` as its mixed precision, as `train.py --mixed-precision` makes it.
     Accelerate keeps one state per process and refuses a second precision, so the state is reset before and after."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
     AcceleratorState._reset_state(reset_partial_state=True)
     try:
         yield Accelerator(cpu=device.type == "cpu", mixed_precision=PRECISIONS[dtype])
@@ -266,8 +281,7 @@ def accelerator(device: torch.device, dtype: torch.dtype = torch.float32):
 
 def bench_config(cfg: NetworkConfig, train_preset: str = "cpu", **overrides) -> TrainConfig:
     """The TrainConfig of a training preset, on the network `cfg`, with `overrides`."""
-    fields = {k: v for k, v in TRAIN_PRESETS[train_preset].items() if k in TrainConfig.__dataclass_fields__}
-    return TrainConfig(**{**fields, "preset": train_preset, "network": cfg.to_dict(), **overrides})
+    return train.preset_config(train_preset, network=cfg.to_dict(), **overrides)
 
 
 @contextlib.contextmanager
@@ -350,8 +364,6 @@ def conv_census(cfg: NetworkConfig, res: int, batch: int, impl: str = "custom") 
     first pass and for the final backward, the number of convolutions, of weight gradients, of those whose kernel
     is larger than any layer's own (PyTorch's double backward makes the gradient map itself a kernel), and of
     single-channel ones (its loop over the groups of a grouped convolution, one output channel each)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     conv, back = torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default
 
     class Trace(TorchDispatchMode):
@@ -398,7 +410,7 @@ def alternating(fns: dict, device: torch.device, rounds: int = 3, min_time: floa
 
 def schedule_kimg(train_preset: str) -> dict[int, float]:
     """Thousands of images the preset's progressive schedule spends at each resolution (fades count to the new one)."""
-    cfg = bench_config(PRESETS[TRAIN_PRESETS[train_preset]["network"]], train_preset)
+    cfg = train.preset_config(train_preset)
     step = 1000 if cfg.kimg >= 1000 else 100
     out: dict[int, float] = {}
     for nimg in range(0, int(cfg.kimg * 1000), step):
@@ -408,18 +420,163 @@ def schedule_kimg(train_preset: str) -> dict[int, float]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Data loading (data.py, faces.py) and the memory of whole training runs
+
+
+def images_per_second(fn, seconds: float, clock=time.perf_counter) -> float:
+    """Images/s of repeated fn() -> number of images, for about `seconds` of `clock`."""
+    n, t0 = 0, clock()
+    while clock() - t0 < seconds or n == 0:
+        n += fn()
+    return n / (clock() - t0)
+
+
+def loader_rate(dataset, seconds: float, workers: int = 2, batch: int = 32) -> float:
+    """Images/s out of a shuffled DataLoader over `dataset` with `workers` worker processes (start-up included)."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        for img, _ in loader:
+            n += len(img)
+            if time.perf_counter() - t0 > seconds:
+                return n / (time.perf_counter() - t0)
+
+
+def write_photo_folder(folder: Path, count: int) -> Path:
+    """`count` 512x512 files, half PNG and half JPEG, like a folder of photos: synthetic faces enlarged."""
+    images, _ = render_faces(np.arange(count), 256)
+    for k, im in enumerate(images):
+        big = Image.fromarray(im).resize((512, 512), Image.BICUBIC)
+        big.save(folder / (f"{k:05d}." + ("png" if k % 2 else "jpg")), quality=95)
+    return folder
+
+
+def cache_read_rate(cache: Path, res: int, seconds: float, batch: int = 32) -> float:
+    """Random batches read from a warm cache in one single-threaded process (what one DataLoader worker does), per
+    CPU second of this process (user + system, page faults included): what one core delivers, whatever else the
+    machine runs. The cache holds up to 256 MiB of faces rendered at up to 256 px, repeated up to `res`."""
+    count = max(64, min(4096, 2**28 // (res * res * 3)))
+    name = f"bench-{res}"
+
+    def fill(out):
+        small, _ = render_faces(np.arange(min(count, 256)), min(res, 256))
+        f = res // small.shape[1]
+        for i in range(count):
+            out[i] = small[i % len(small)].repeat(f, 0).repeat(f, 1)
+        return count, {"labels": np.zeros((count, 0), np.float32)}
+
+    cached(cache, name, res, count, "a benchmark", fill)
+    ds = ImageDataset(name, res, count, images_path=str(cache / f"{name}.u8"))
+    rng = np.random.default_rng(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return images_per_second(lambda: len(ds.__getitems__(rng.integers(0, count, batch).tolist())), seconds,
+                                 clock=time.process_time)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def probe_training(out: str, train_args: list[str]) -> None:
+    """Run train.main(train_args) in this process while a thread samples its memory, and write what it saw to
+    out.<rank> as JSON: VmHWM, the peaks of RssAnon, RssFile and the PSS of the process and its DataLoader workers
+    (MiB), the seconds to make_dataset and its length, to the first batch and to the first optimizer step."""
+    t0, peak, timing = time.time(), {"anon": 0, "file": 0, "tree_pss": 0}, {}
+
+    def sample():
+        while True:
+            status = proc_kib("/proc/self/status", ("RssAnon", "RssFile"))
+            peak["anon"], peak["file"] = max(peak["anon"], status.get("RssAnon", 0)), max(peak["file"],
+                                                                                          status.get("RssFile", 0))
+            pids = [os.getpid()] + [int(p) for t in os.listdir("/proc/self/task")
+                                    for p in read_or_empty(f"/proc/self/task/{t}/children").split()]
+            peak["tree_pss"] = max(peak["tree_pss"], sum(proc_kib(f"/proc/{p}/smaps_rollup", ("Pss",)).get("Pss", 0)
+                                                         for p in pids))
+            time.sleep(0.2)
+
+    def timed_dataset(*a, **k):
+        timing["data_start_s"] = time.time() - t0
+        dataset = make_dataset(*a, **k)
+        timing["data_s"] = time.time() - t0 - timing["data_start_s"]
+        return dataset
+
+    def first_step(*_):
+        timing.setdefault("first_step_s", time.time() - t0)
+
+    next_batch = torch.utils.data.dataloader._BaseDataLoaderIter.__next__
+
+    def timed_next(loader_iter):
+        timing.setdefault("first_batch_s", time.time() - t0)
+        return next_batch(loader_iter)
+
+    threading.Thread(target=sample, daemon=True).start()
+    with unittest.mock.patch.object(data, "make_dataset", timed_dataset), \
+            unittest.mock.patch.object(torch.utils.data.dataloader._BaseDataLoaderIter, "__next__", timed_next):
+        handle = register_optimizer_step_post_hook(first_step)
+        try:
+            train.main(train_args)
+        finally:
+            handle.remove()
+            hwm = proc_kib("/proc/self/status", ("VmHWM",)).get("VmHWM", 0)
+            Path(f"{out}.{os.environ.get('RANK', '0')}").write_text(json.dumps(
+                {"hwm": hwm, **peak, **timing, "wall_s": time.time() - t0}))
+
+
+def proc_kib(path: str, keys) -> dict[str, int]:
+    """The `keys` of a /proc status-style file, in bytes (empty where the file is missing)."""
+    out = {}
+    for line in read_or_empty(path).splitlines():
+        k, _, v = line.partition(":")
+        if k in keys:
+            out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+def read_or_empty(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def train_memory(folders: list[str], procs: list[int], runs: int = 2, resolution: int = 128,
+                 extra: list[str] = ()) -> list[dict]:
+    """Peak memory per training process and the time to its first step, training at `resolution` on each folder
+    with 1 or more processes (torchrun, gloo on a CPU). Each configuration runs `runs` times in a row: the first
+    builds the data cache where it is missing, the later ones map it warm. One dict per run (max over ranks)."""
+    rows = []
+    for folder in folders:
+        count = sum(1 for f in Path(folder).rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        for nproc in procs:
+            for run in range(runs):
+                with tempfile.TemporaryDirectory() as tmp:
+                    args = ["--data", str(folder), "--resolution", str(resolution), "--start-res", str(resolution),
+                            "--kimg", "0.032", "--batch", "16", "--tick-kimg", "0.032", "--snap-kimg", "1",
+                            "--outdir", tmp, *extra]
+                    launch = [sys.executable] if nproc == 1 else [
+                        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                        "--master_port", str(29500 + os.getpid() % 1000)]
+                    proc = subprocess.run([*launch, str(Path(__file__).resolve()), "--probe-train", f"{tmp}/probe",
+                                           *args], capture_output=True, text=True)
+                    if proc.returncode:
+                        raise UsageError(f"training on {folder} failed: {proc.stderr.strip().splitlines()[-1:]}")
+                    ranks = [json.loads(p.read_text()) for p in Path(tmp).glob("probe.*")]
+                most = lambda key: max(r.get(key, 0) for r in ranks)  # noqa: E731
+                rows.append({"images": count, "procs": nproc, "run": run + 1, "VmHWM MiB": most("hwm") / 2**20,
+                             "anon MiB": most("anon") / 2**20, "file MiB": most("file") / 2**20,
+                             "PSS+workers MiB": most("tree_pss") / 2**20, "data s": most("data_s"),
+                             "to batch s": max(r["first_batch_s"] - r["data_start_s"] for r in ranks),
+                             "first step s": most("first_step_s"), "wall s": most("wall_s")})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Metric throughput (metrics.py's own functions)
 
 
 def metric_throughput(G, device: torch.device, num: int = 8) -> list[dict]:
     """Samples/s of PPL (pairs through G and LPIPS) and of FID's fake statistics (G and Inception)."""
     rows = []
-    try:
-        import numpy as np
-
-        import metrics
-    except Exception as e:  # another engineer's module; the benchmark must not fail with it
-        return [{"metric": "ppl/fid", "note": f"metrics.py unavailable ({type(e).__name__}: {e})"}]
     try:
         lpips = metrics.lpips_vgg(device)
         idx = np.arange(num)
@@ -632,13 +789,13 @@ class Bench:
         """train.py's training step at each resolution of the preset's schedule, in the variants of
         training_variants, each without R1 and with R1 every step (the ratio of the two is the row's "R1 / none"),
         then the schedule average and (CPU, cpu preset) the memory-or-compute analysis."""
-        p = TRAIN_PRESETS[train_preset]
-        cfg = cfg or PRESETS[p["network"]]
+        p = train.preset_config(train_preset)
+        cfg = cfg or NetworkConfig.from_dict(p.network)
         kimg = schedule_kimg(train_preset)
         resolutions = resolutions or sorted(kimg)
         spk = {}  # fp32 NCHW sec/kimg with R1 at each resolution
         for res in resolutions:
-            batch = int(p["batch"].get(res, 32))
+            batch = p.batch_at(res)
             if batch_cap and batch > batch_cap:
                 self.note(f"training {train_preset} {res}^2: batch {batch_cap} instead of the preset's {batch} "
                           f"(CPU time budget)")
@@ -680,7 +837,7 @@ class Bench:
                       f"measured at batch 2, one step")
         try:
             r = train_step_throughput(cfg, res, batch, self.device, DTYPES[prec], iters=iters,
-                                      gamma=TRAIN_PRESETS[train_preset]["gamma"], r1=r1, channels_last=cl,
+                                      gamma=train.preset_config(train_preset).gamma, r1=r1, channels_last=cl,
                                       min_time=self.min_time, train_preset=train_preset, compile=comp)
         except torch.OutOfMemoryError:
             self.note(f"training {train_preset} {res}^2 batch {batch} {prec}: out of memory")
@@ -746,13 +903,42 @@ class Bench:
     def training_bound(self, train_preset: str, cfg: NetworkConfig, res: int) -> None:
         """Memory or compute bound: the fp32 NCHW step with R1 at `res` and the preset's batch."""
         rows = self.table(self.TRAINING, self.TRAINING_COLUMNS)
-        batch = int(TRAIN_PRESETS[train_preset]["batch"].get(res, 32))
+        p = train.preset_config(train_preset)
+        batch = p.batch_at(res)
         full = next(x for x in rows if x["res"] == res and x["precision"] == "fp32" and x["R1"] == "every step")
-        with training_step(cfg, res, batch, self.device, gamma=TRAIN_PRESETS[train_preset]["gamma"],
+        with training_step(cfg, res, batch, self.device, gamma=p.gamma,
                            train_preset=train_preset) as step:
             step()  # the Adam states
             self.bound(f"training step {train_preset} {res}^2 batch {batch} fp32", step,
                        full["GFLOP/img"] * 1e9 * batch, full["img/s"] / batch)
+
+    def data_loading(self, sizes=(32, 64, 256), cache_sizes=(64, 256, 1024), count: int = 256) -> None:
+        """Images/s of the data paths: rendering synthetic faces, the synthetic data set through a DataLoader, a
+        folder of photos decoded into the cache and then read back, and cache reads per core."""
+        rows = self.table("Data loading (data.py)", ["what", "res", "img/s", "note"])
+        seconds = 0.3 if self.quick else 3.0
+        if self.quick:
+            sizes, cache_sizes, count = sizes[:1], cache_sizes[:1], 16
+
+        def add(what, res, rate, note=""):
+            rows.append({"what": what, "res": res, "img/s": rate, "note": note})
+            self.log(live_row(rows[-1], list(rows[-1]), len(rows) == 1))
+
+        for res in sizes:
+            add("render_faces, one process", res,
+                images_per_second(lambda: len(render_faces(np.arange(64), res)[0]), seconds))
+            add("synthetic, DataLoader (2 workers)", res, loader_rate(make_dataset("synthetic", res), seconds))
+        with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as cache:
+            folder = write_photo_folder(Path(tmp), count)
+            for res in sizes:
+                t0 = time.perf_counter()
+                ds = make_dataset(str(folder), res, cache_dir=cache)
+                add(f"folder of {count} 512px PNG/JPEG: decode + resize into the cache", res,
+                    count / (time.perf_counter() - t0), "once per data set and resolution")
+                add("the same, then DataLoader (2 workers)", res, loader_rate(ds, seconds))
+            for res in cache_sizes:
+                add("cache read, random batches of 32", res, cache_read_rate(Path(cache), res, seconds),
+                    "per CPU second of one single-threaded process (a DataLoader worker)")
 
     def metrics(self, preset: str, cfg: NetworkConfig, num: int) -> None:
         rows = self.table("Metric throughput (metrics.py)", ["preset", "metric", "samples/s", "num", "note"])
@@ -813,12 +999,7 @@ def environment(device: torch.device, argv: list[str]) -> dict:
             if line.startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
-    try:
-        import accelerate
-
-        accel = accelerate.__version__
-    except ImportError:
-        accel = "not installed"
+    accel = accelerate.__version__
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -832,7 +1013,7 @@ def environment(device: torch.device, argv: list[str]) -> dict:
     }
 
 
-SECTIONS = ("inference", "r1", "training", "metrics")
+SECTIONS = ("inference", "r1", "training", "metrics", "data")
 
 
 def run(presets: list[str], device: torch.device, quick: bool = False, log=print, sections=SECTIONS,
@@ -845,6 +1026,8 @@ def run(presets: list[str], device: torch.device, quick: bool = False, log=print
                    "numbers are low; multi-threaded ops wait for time slices on a shared CPU")
     keep = (lambda rs: [r for r in rs if r in only_res]) if only_res else (lambda rs: rs)
     bench.measure_peaks()
+    if "data" in sections:
+        bench.data_loading()
     for preset in presets:
         cfg = PRESETS[preset]
         resolutions = [r for r in INFERENCE_RES if r <= cfg.resolution] or [cfg.resolution]
@@ -859,7 +1042,7 @@ def run(presets: list[str], device: torch.device, quick: bool = False, log=print
                                      4 if quick else batch, dtypes)
         if "training" in sections and preset in TRAIN_PRESETS:
             cpu_big = device.type == "cpu" and preset != "cpu"  # the paper's 256 preset on two cores: batch 2
-            res_t = keep([8, 32, 256] if quick and cpu_big else [TRAIN_PRESETS[preset]["start_res"]] if quick
+            res_t = keep([8, 32, 256] if quick and cpu_big else [train.preset_config(preset).start_res] if quick
                          else sorted(schedule_kimg(preset)))
             if device.type == "cpu" and preset == "ffhq1024":
                 bench.note("training ffhq1024: not measured on the CPU (hours per kimg); run on a GPU")
@@ -903,21 +1086,31 @@ def parse_args(argv=None):
                    help="measure only at these resolutions (e.g. 256 1024; default: each section's own)")
     p.add_argument("--out", default="docs/benchmarks.md", help="results file to append to ('' to skip)")
     p.add_argument("--threads", type=int_at_least(0), default=0, help="torch CPU threads (default: all cores)")
+    g = p.add_argument_group("the memory of whole training runs (instead of the sections)")
+    g.add_argument("--train-memory", nargs="+", metavar="FOLDER",
+                   help="peak memory per process and time to the first step of train.py on each folder")
+    g.add_argument("--procs", nargs="+", type=int_at_least(1), default=[1, 2],
+                   help="--train-memory: process counts (torchrun above 1; default 1 2)")
+    g.add_argument("--runs", type=int_at_least(1), default=2,
+                   help="--train-memory: runs of each (the first may build the data cache; default 2)")
+    g.add_argument("--train-args", default="", metavar="ARGS",
+                   help="--train-memory: more train.py options, in quotes (e.g. '--preset ffhq256')")
+    g.add_argument("--probe-train", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # OUT TRAIN_ARGS...: a run
     return p.parse_args(argv)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    elif args.device in ("cpu", "cuda") or args.device.startswith("cuda:"):
-        device = torch.device(args.device)
-    else:
-        raise UsageError(f"--device must be auto, cpu or cuda, not {args.device!r}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no GPU is available here (torch.cuda.is_available() is False); "
-                         "use --device cpu")
+    if args.probe_train:  # one training run of --train-memory, in a process of its own
+        return probe_training(args.probe_train[0], args.probe_train[1:])
+    if args.train_memory:
+        rows = train_memory(args.train_memory, args.procs, args.runs, extra=shlex.split(args.train_args))
+        print(render(rows, list(rows[0])))
+        return rows
+    device = pick_device(args.device)
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {args.device}: bench.py measures cpu or cuda")
     odd = [r for r in args.resolution or [] if r & (r - 1)]
     if odd:
         raise UsageError(f"--resolution takes powers of two (the networks' resolutions), not {odd[0]}")

@@ -1,22 +1,36 @@
-"""Small helpers shared by the scripts: one-line errors, seed ranges, finding the latest network, devices, images."""
+"""The bottom layer, shared by every file: the project's errors, command-line helpers in its one-line error style,
+seed ranges, devices, atomic writes, finding the latest network, images. It imports none of the project's modules."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from model import WEIGHTS_NAME, NetworkError, UsageError  # noqa: F401 (UsageError: the scripts import it from here)
-
+WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"  # a saved network: a Hub-style folder of these two
 RUNS_DIR = "runs"  # train.py's default --outdir
 # The network that ships with the code (trained on the synthetic faces, see its README.md): what generate.py,
 # demo.py, project.py and metrics.py use when no run of your own exists yet.
 REFERENCE_NETWORK = Path(__file__).resolve().parent / "networks" / "synthetic32"
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2, no traceback (see run_cli)."""
+
+
+class NetworkError(UsageError):
+    """A network path that does not exist or is not a valid network: scripts print its message on one line."""
+
+
+class DataError(UsageError):
+    """A data source that cannot be used (missing, empty, unreadable): one line naming it and the fix."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -24,9 +38,9 @@ class ArgumentParser(argparse.ArgumentParser):
     where the fix is, with exit code 2 (through run_cli), instead of argparse's usage block. `epilog` (typically
     the examples) is printed as written."""
 
-    def __init__(self, prog: str, description: str, epilog: str | None = None):
+    def __init__(self, prog: str, description: str | None = None, epilog: str | None = None, **kwargs):
         super().__init__(prog=prog, description=description, epilog=epilog,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)  # kwargs: sub-commands
 
     def error(self, message):
         m = re.fullmatch(r"argument ([^:]+): (.*)", message, re.S)
@@ -158,14 +172,77 @@ def resolve_network(arg: str | None, runs_dir: str | Path = RUNS_DIR, quiet: boo
     return str(latest)
 
 
+def mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def pick_device(name: str = "auto") -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """--device of every script: auto (a GPU if there is one), cpu, cuda, cuda:N or mps; UsageError for a name
+    that is not a device or a device that is not here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown --device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {name}: not supported here; use auto, cpu, cuda, cuda:N or mps")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available here; use --device auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s); use cuda:0 to "
+                         f"cuda:{torch.cuda.device_count() - 1}")
+    if device.type == "mps" and not mps_available():
+        raise UsageError(f"--device {name}: MPS is not available here; use --device auto or cpu")
+    return device
+
+
+def native_bf16(on_cpu: bool, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """Why bf16 is fast on this machine ('' if it is not): a CPU with bf16 arithmetic (AVX512-BF16 or AMX), or a GPU
+    that reports bf16 support. Elsewhere bf16 is emulated: slower than fp32."""
+    if not on_cpu:
+        return "this GPU has bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else ""
+    found = [f.upper().replace("_", "-") for f in ("avx512_bf16", "amx_bf16") if f in cpu_flags(cpuinfo)]
+    return f"this CPU has {' and '.join(found)}" if found else ""
+
+def cpu_threads(requested: int = 0) -> int:
+    """Threads for CPU training. `accelerate launch` without a config exports OMP_NUM_THREADS=1, which would leave
+    every core but one idle in a single-process run (1.7x the time of the default run); unless --threads is
+    given, the usable cores are shared out among this machine's processes instead."""
+    if requested < 0:
+        raise UsageError(f"--threads must be positive (or 0 for automatic), not {requested}")
+    if requested:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, cores // max(local, 1))
+
+
+def atomic_write(path: Path, write) -> None:
+    """write(tmp) into a temporary file beside `path`, then rename it into place: a reader never sees a half-written
+    file, and a failed write leaves the old one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # the permissions of an ordinary new file, not mkstemp's owner-only 0600
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
+    """This CPU's feature flags, read from /proc/cpuinfo (Linux; empty elsewhere)."""
+    try:
+        return next((line.split(":", 1)[1].split() for line in Path(cpuinfo).read_text().splitlines()
+                     if line.startswith("flags")), [])
+    except OSError:
+        return []
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:

@@ -9,8 +9,7 @@ into one cache file on disk (see "The on-disk cache" below), which every process
 reads that one copy and box-downsamples batches for lower progressive-growing stages, so no per-resolution copies
 are needed.
 
-    python data.py --bench                          # images/s of synthetic-face and folder loading, cache reads
-    python data.py --bench-train ~/a ~/b            # peak memory per process and time to the first step
+Loading speed and training memory are measured by bench.py (`--sections data`, `--train-memory`).
 """
 from __future__ import annotations
 
@@ -22,19 +21,20 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
-from faces import ATTRIBUTES, SYNTHETIC_RES, DataError, render_faces, render_faces_labels
+from common import DataError
+from faces import ATTRIBUTES, SYNTHETIC_RES, render_faces, render_faces_labels
 
 SYNTHETIC_DEFAULT_SIZE = 50_000  # like FFHQ's 70k: enough that a 25M-image run sees each face ~500 times
 REAL_RES = (4, 1024)
-RESIZE_FILTER = Image.LANCZOS  # see _square_resize for why
+RESIZE_FILTER = Image.LANCZOS  # see square_resize for why
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
@@ -123,7 +123,7 @@ def _check_resolution(resolution, synthetic: bool) -> int:
     return int(resolution)
 
 
-def _square_resize(im: Image.Image, res: int, pad: bool) -> np.ndarray:
+def square_resize(im: Image.Image, res: int, pad: bool) -> np.ndarray:
     """PIL image of any mode and shape -> uint8 (res, res, 3).
 
     Non-square images are centre-cropped (pad=True: padded with black to a centred square instead). Resizing uses
@@ -219,7 +219,7 @@ def _build_lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _cached(folder: Path, name: str, res: int, count: int, what: str, fill) -> dict:
+def cached(folder: Path, name: str, res: int, count: int, what: str, fill) -> dict:
     """The meta data of cache entry `name`, building it first if needed (one process builds, the others wait).
 
     fill(out) writes images into `out` (a writable (count, res, res, 3) uint8 memory map) from row 0 on and
@@ -237,7 +237,6 @@ def _cached(folder: Path, name: str, res: int, count: int, what: str, fill) -> d
         if need > free:
             raise DataError(f"the data cache needs {_size(need)} for {count} images at {res}x{res} but {folder} has "
                             f"only {_size(free)} free: pass --cache-dir on a larger disk (or set ${CACHE_ENV})")
-        print(f"data: caching {what}: {count} images at {res}x{res}, {_size(need)} in {folder}", file=sys.stderr)
         tmp = folder / f"{name}.u8.tmp" if exclusive else folder / f"{name}.u8.tmp{os.getpid()}"
         meta_path.unlink(missing_ok=True)  # an older entry stops counting before its pixels are replaced
         with open(tmp, "wb") as f:  # truncates what a killed build left; sparse until written
@@ -258,6 +257,8 @@ def _cached(folder: Path, name: str, res: int, count: int, what: str, fill) -> d
                 os.fsync(f.fileno())
             os.chmod(f.name, 0o644)  # readable by whoever can read the pixels, as a temporary file is not
             os.replace(f.name, meta_path)  # last: from here on the entry is complete
+            print(f"data: cached {what}: {written} images at {res}x{res}, {_size(written * res * res * 3)} in "
+                  f"{folder}", file=sys.stderr)
         finally:
             if tmp.exists():
                 tmp.unlink()
@@ -301,7 +302,7 @@ def _load_table(source: str, split: str, hf_cache: str, stream: bool = False):
 
     A folder's table holds paths, not copies of the files; a zip is extracted once into hf_cache; a Hub data set
     is downloaded there in full unless streamed."""
-    import datasets
+    import datasets  # here, not at the top: it takes seconds to import, and the synthetic faces never need it
 
     path = Path(source).expanduser()
     kwargs = dict(split=split, cache_dir=hf_cache)
@@ -314,11 +315,14 @@ def _load_table(source: str, split: str, hf_cache: str, stream: bool = False):
     if stream:
         raise DataError(f"stream=True (--stream) is for Hub data sets; {source} is local: leave it out")
     loader = dict(data_dir=str(path)) if path.is_dir() else dict(data_files={split: str(path)})
+    datasets.disable_progress_bars()  # listing local files is quick; the decoding below has its own bar
     try:
         return datasets.load_dataset("imagefolder", drop_labels=True, **loader, **kwargs)
     except Exception as e:
         raise DataError(f"could not read images from {path} ({_first_line(e)[:200]}): check that it holds "
                         f"images (and a {split!r} split, if it has split folders)") from None
+    finally:
+        datasets.enable_progress_bars()
 
 
 def _prepare_table(table, source, split, image_column, label_columns, max_images):
@@ -372,7 +376,6 @@ def _decode_into(rows, count: int, image_column: str, label_columns: list, res: 
     to out[0], out[1], ... (at most `count`) -> (number written, their label rows, number of unreadable ones).
     Decodes a chunk at a time in threads, so memory stays bounded at any data set size."""
     import datasets
-    from tqdm import tqdm
 
     feature = datasets.Image()
 
@@ -384,7 +387,7 @@ def _decode_into(rows, count: int, image_column: str, label_columns: list, res: 
                 value = feature.decode_example({"bytes": value, "path": None} if isinstance(value, bytes)
                                                else {"bytes": None, "path": value})
             value.load()
-            return _square_resize(value, res, pad)
+            return square_resize(value, res, pad)
         except Exception:  # corrupt, truncated or unreadable: skipped and counted, never a crash mid-run
             return None
 
@@ -428,7 +431,7 @@ def _real_dataset(source, res, *, mirror, max_images, pad, split, image_column, 
     if meta is None:  # list the files (or rows) only when there is something to build
         table = _load_table(source, split, str(folder / "hf"), stream)
         rows, count = _prepare_table(table, source, split, image_column, label_columns, max_images)
-        meta = _cached(folder, name, res, count, source, fill)
+        meta = cached(folder, name, res, count, source, fill)
     skipped = int(meta["skipped"])
     if skipped:
         print(f"data: skipped {skipped} unreadable file(s) in {source}", file=sys.stderr)
@@ -451,8 +454,6 @@ def _synthetic_dataset(source, res, *, mirror, max_images, cache_dir):
     labels = render_faces_labels(np.arange(count))
     path = None
     if cache_dir:  # render once into the cache; later runs (and every worker) just map it
-        from tqdm import tqdm
-
         def fill(out):
             step = 256
             for i in tqdm(range(0, count, step), desc=f"rendering faces at {res}x{res}", unit="batch",
@@ -461,10 +462,30 @@ def _synthetic_dataset(source, res, *, mirror, max_images, cache_dir):
             return count, {"labels": labels}
 
         path = Path(cache_dir).expanduser() / f"{name}.u8"
-        _cached(path.parent, name, res, count, "synthetic faces", fill)
+        cached(path.parent, name, res, count, "synthetic faces", fill)
     return ImageDataset(name + ("-mirror" if mirror else ""), res, count, attribute_names=ATTRIBUTES,
                         images_path=str(path) if path else None, labels=labels, synthetic=True, mirror=mirror)
 
+
+
+class StreamSampler(torch.utils.data.Sampler):
+    """Training's sampler: indices [start, stop) of an endless stream of per-epoch permutations (seeded by seed and
+    epoch), a pure function of the images seen, so that a resumed run reads exactly what it would have."""
+
+    def __init__(self, size: int, seed: int, start: int, stop: int):
+        self.size, self.seed, self.start, self.stop = size, seed, start, stop
+
+    def __len__(self):
+        return self.stop - self.start
+
+    def __iter__(self):
+        pos = self.start
+        while pos < self.stop:
+            epoch, offset = divmod(pos, self.size)
+            perm = np.random.RandomState((self.seed * 100003 + epoch) % 2**32).permutation(self.size)
+            take = perm[offset: offset + (self.stop - pos)]
+            yield from take.tolist()
+            pos += len(take)
 
 
 def make_dataset(source: str = "synthetic", resolution: int = 32, *, mirror: bool = False,
@@ -493,208 +514,3 @@ def make_dataset(source: str = "synthetic", resolution: int = 32, *, mirror: boo
     res = _check_resolution(resolution, synthetic=False)
     return _real_dataset(source, res, mirror=mirror, max_images=max_images, pad=pad, split=split,
                          image_column=image_column, label_columns=label_columns, cache_dir=cache_dir, stream=stream)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Command line: loading throughput and training memory.
-
-
-def _bench(sizes=(32, 64, 256), seconds: float = 3.0):
-    print(f"# {os.cpu_count()} CPU(s); images/s (rendering alone: python faces.py --bench)")
-    for res in sizes:
-        ds = make_dataset("synthetic", res)
-        loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, num_workers=2)
-        n, t0 = 0, time.perf_counter()
-        for img, _ in loader:
-            n += len(img)
-            if time.perf_counter() - t0 > seconds:
-                break
-        print(f"synthetic DataLoader(2 workers) {res:4d}  {n / (time.perf_counter() - t0):8.0f} img/s")
-    import datasets  # noqa: F401  (imported before timing: the import alone takes seconds)
-
-    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as cache:
-        count = 256
-        images, _ = render_faces(np.arange(count), 256)
-        for k, im in enumerate(images):  # 512x512 files, half PNG half JPEG, like a typical photo folder
-            big = Image.fromarray(im).resize((512, 512), Image.BICUBIC)
-            big.save(f"{tmp}/{k:05d}." + ("png" if k % 2 else "jpg"), quality=95)
-        for res in sizes:
-            t0 = time.perf_counter()
-            ds = make_dataset(tmp, res, cache_dir=cache)
-            dt = time.perf_counter() - t0
-            loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, num_workers=2)
-            t1 = time.perf_counter()
-            m = sum(len(img) for _ in range(4) for img, _ in loader)
-            print(f"folder {count} x 512px -> {res:4d}: decode+resize {count / dt:6.0f} img/s (once), "
-                  f"then DataLoader {m / (time.perf_counter() - t1):8.0f} img/s")
-
-
-def _bench_cache_read(sizes=(64, 256, 1024), seconds: float = 3.0, batch: int = 32):
-    """Random batches read from a warm cache in one single-threaded process (what one DataLoader worker does),
-    through ImageDataset.__getitems__: memory-map gather, HWC -> CHW, tensors."""
-    torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as cache:
-        for res in sizes:
-            count = max(64, min(4096, 2**28 // (res * res * 3)))  # up to 256 MiB of pixels per size
-            name = f"bench-{res}"
-
-            def fill(out):  # faces rendered at up to 256 and repeated up to 1024: the content does not matter
-                small, _ = render_faces(np.arange(min(count, 256)), min(res, 256))
-                f = res // small.shape[1]
-                for i in range(count):
-                    out[i] = small[i % len(small)].repeat(f, 0).repeat(f, 1)
-                return count, {"labels": np.zeros((count, 0), np.float32)}
-
-            _cached(Path(cache), name, res, count, "a benchmark", fill)
-            ds = ImageDataset(name, res, count, images_path=str(Path(cache) / f"{name}.u8"))
-            rng = np.random.default_rng(0)
-            n, t0, c0 = 0, time.perf_counter(), time.process_time()
-            while time.process_time() - c0 < seconds:
-                ds.__getitems__(rng.integers(0, count, batch).tolist())
-                n += batch
-            # per CPU second of this single-threaded process (user + system, page faults included): what one core
-            # delivers, whatever else the machine is running; the wall-clock rate is below it on a busy machine
-            rate, wall = n / (time.process_time() - c0), n / (time.perf_counter() - t0)
-            print(f"cache read {res:4d}x{res:<4d} {rate:8.0f} img/s per core  {rate * res * res * 3 / 2**20:7.0f} "
-                  f"MiB/s per core  ({wall:.0f} img/s wall; random batches of {batch} from {count} images, page "
-                  "cache warm)")
-
-
-# The program that --bench-train launches for each training process: it runs train.py's main with a thread that
-# samples its own memory, and records when the first optimizer step returns; the results go to a JSON file.
-_TRAIN_PROBE = r"""
-import json, os, sys, threading, time
-t0 = time.time()
-peak = {"anon": 0, "file": 0, "tree_pss": 0}
-
-def kib(path, keys):
-    out = {}
-    try:
-        for line in open(path):
-            k, _, v = line.partition(":")
-            if k in keys:
-                out[k] = int(v.split()[0]) * 1024
-    except OSError:
-        pass
-    return out
-
-def sample():
-    while True:
-        s = kib("/proc/self/status", ("RssAnon", "RssFile"))
-        peak["anon"], peak["file"] = max(peak["anon"], s["RssAnon"]), max(peak["file"], s["RssFile"])
-        pids = [os.getpid()]
-        for t in os.listdir("/proc/self/task"):
-            try:
-                pids += [int(p) for p in open(f"/proc/self/task/{t}/children").read().split()]
-            except OSError:
-                pass
-        peak["tree_pss"] = max(peak["tree_pss"], sum(kib(f"/proc/{p}/smaps_rollup", ("Pss",)).get("Pss", 0)
-                                                     for p in pids))
-        time.sleep(0.2)
-
-threading.Thread(target=sample, daemon=True).start()
-import torch
-first = []
-adam_step = torch.optim.Adam.step
-def step(self, *a, **k):
-    out = adam_step(self, *a, **k)
-    if not first:
-        first.append(time.time() - t0)
-    return out
-torch.optim.Adam.step = step
-from torch.utils.data import dataloader
-next_batch = dataloader._BaseDataLoaderIter.__next__
-def timed_next(self):
-    out = next_batch(self)
-    timing.setdefault("first_batch_s", time.time() - t0)
-    return out
-dataloader._BaseDataLoaderIter.__next__ = timed_next
-timing = {}
-sys.path.insert(0, os.getcwd())
-import data
-import train
-make_dataset = data.make_dataset
-def timed_make_dataset(*a, **k):
-    timing["data_start_s"] = time.time() - t0
-    out = make_dataset(*a, **k)
-    timing["data_s"] = time.time() - t0 - timing["data_start_s"]
-    return out
-data.make_dataset = timed_make_dataset
-try:
-    train.main(sys.argv[1:])
-finally:
-    hwm = kib("/proc/self/status", ("VmHWM",))["VmHWM"]
-    with open(os.environ["PROBE_OUT"] + "." + os.environ.get("RANK", "0"), "w") as f:
-        json.dump({"hwm": hwm, **peak, **timing, "first_step_s": first[0] if first else None,
-                   "wall_s": time.time() - t0}, f)
-"""
-
-
-def _bench_train(folders, code: str = ".", procs=(1, 2), runs: int = 2):
-    """Peak memory per training process and time to the first step, training at 128x128 on each folder.
-
-    Each configuration runs `runs` times in a row: with this code the first run builds the cache (when it is
-    not there yet) and the later ones map it warm. `code` is a folder with train.py and data.py, to compare two
-    versions of the code on the same data."""
-    import json
-    import subprocess
-
-    code = str(Path(code).resolve())
-    print(f"# code {code}; {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}; MiB per process "
-          "(max over ranks): VmHWM, peak RssAnon, peak RssFile, peak PSS of the rank and its DataLoader workers")
-    print("times in s, max over ranks: make_dataset; from its call to the first batch out of the DataLoader; first "
-          "optimizer step after process start, and after the call to make_dataset; the whole run")
-    print(f"{'images':>7} {'procs':>5} {'run':>3} {'VmHWM':>7} {'anon':>7} {'file':>7} {'PSS+wk':>7} "
-          f"{'data':>6} {'batch':>6} {'step':>6} {'step-data':>9} {'wall':>6}")
-    for folder in folders:
-        count = sum(1 for f in Path(folder).rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
-        for nproc in procs:
-            for run in range(runs):
-                with tempfile.TemporaryDirectory() as tmp:
-                    args = ["--data", str(folder), "--resolution", "128", "--start-res", "128", "--kimg", "0.032",
-                            "--batch", "16", "--tick-kimg", "0.032", "--snap-kimg", "1", "--outdir", tmp]
-                    launch = [sys.executable] if nproc == 1 else [
-                        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-                        "--master_port", str(29500 + os.getpid() % 1000), "--no-python", sys.executable]
-                    proc = subprocess.run([*launch, "-c", _TRAIN_PROBE, *args], cwd=code, capture_output=True,
-                                          text=True, env={**os.environ, "PROBE_OUT": f"{tmp}/probe"})
-                    if proc.returncode:
-                        raise RuntimeError(f"training failed:\n{proc.stderr[-3000:]}")
-                    ranks = [json.loads(p.read_text()) for p in Path(tmp).glob("probe.*")]
-                mib = lambda key: max(r[key] for r in ranks) / 2**20  # noqa: E731
-                longest = lambda key: max(r[key] for r in ranks)  # noqa: E731
-                print(f"{count:7d} {nproc:5d} {run + 1:3d} {mib('hwm'):7.0f} {mib('anon'):7.0f} {mib('file'):7.0f} "
-                      f"{mib('tree_pss'):7.0f} {longest('data_s'):6.1f} "
-                      f"{max(r['first_batch_s'] - r['data_start_s'] for r in ranks):6.1f} {longest('first_step_s'):6.1f} "
-                      f"{max(r['first_step_s'] - r['data_start_s'] for r in ranks):9.1f} {longest('wall_s'):6.1f}",
-                      flush=True)
-
-
-def main(argv=None):
-    from common import ArgumentParser, int_at_least
-
-    parser = ArgumentParser("data.py", __doc__)
-    parser.add_argument("--bench", action="store_true",
-                        help="images/s of synthetic faces through a DataLoader, folder loading and cache reads")
-    parser.add_argument("--bench-train", nargs="+", metavar="FOLDER",
-                        help="peak memory per process and time to the first step, training at 128x128 on each folder")
-    parser.add_argument("--procs", default="1,2", help="--bench-train: process counts (torchrun above 1)")
-    parser.add_argument("--runs", type=int_at_least(1), default=2, help="--bench-train: runs of each configuration (the first "
-                                                            "may build the cache, the later ones map it)")
-    parser.add_argument("--code", default=".", help="--bench-train: the folder whose train.py runs (to compare two "
-                                                    "versions of the code)")
-    args = parser.parse_args(argv)
-    if not (args.bench or args.bench_train):
-        parser.error("nothing to do: pass --bench or --bench-train FOLDER (a grid of the synthetic faces, their "
-                     "statistics and render speed: faces.py)")
-    if args.bench:
-        _bench()
-        _bench_cache_read()
-    if args.bench_train:
-        _bench_train(args.bench_train, args.code, [int(p) for p in args.procs.split(",")], args.runs)
-
-
-if __name__ == "__main__":
-    from common import run_cli
-
-    run_cli(main, user_errors=(DataError,))

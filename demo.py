@@ -26,11 +26,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from gradio.utils import get_upload_folder, is_in_or_equal  # noqa: E402
 
-from common import (RUNS_DIR, ArgumentParser, UsageError, int_at_least, network_name, pick_device,  # noqa: E402
-                    reference_network, resolve_network, run_cli, to_uint8)
-from model import (PSI_RANGE, WEIGHTS_NAME, Generator, NetworkConfig, NetworkError, is_number, is_whole,  # noqa: E402
-                   load_network, read_network_meta, style_ranges)
+import project  # noqa: E402
+from checkpoint import load_network, read_network_meta  # noqa: E402
+from common import (RUNS_DIR, WEIGHTS_NAME, ArgumentParser, NetworkError, UsageError, int_at_least,  # noqa: E402
+                    network_name, pick_device, reference_network, resolve_network, run_cli, to_uint8)
+from generate import deviation_map  # noqa: E402
+from latents import EDIT_RANGE, apply_edits, directions_path, load_directions  # noqa: E402
+from model import PSI_RANGE, Generator, NetworkConfig, is_number, is_whole, style_ranges  # noqa: E402
 
 SEED_MAX = 2**32 - 1  # seeds are numpy RandomState seeds (see model.seed_to_z)
 NOISE_MODES = ("random", "const", "none")  # random: drawn from the noise seed; const: the network's fixed images
@@ -109,9 +113,7 @@ def mix_images(G: Generator, seed_a: int, seed_b: int, first: int, stop: int, ps
     first, stop = check_layers(G, first, stop)
     noise = _noise(G, noise_mode, check_seed(noise_seed, "noise seed"))  # batch 1: broadcast over A, B, mix
     ws = G.ws_from_seeds([seed_a, seed_b], psi=1.0)  # (2, num_ws, w_dim)
-    mixed = ws[:1].clone()
-    mixed[:, first:stop] = ws[1:, first:stop]
-    ws = G.truncate(torch.cat([ws, mixed]), psi, cutoff)  # truncation is per layer, so it commutes with mixing
+    ws = G.truncate(torch.cat([ws, G.mix(ws[:1], ws[1:], first, stop)]), psi, cutoff)  # commutes with mixing
     return to_uint8(G.synthesis(ws, noise_mode=noise_mode, noise=noise))
 
 
@@ -124,9 +126,7 @@ def stochastic_variation(G: Generator, seed: int, n: int = 4, psi: float = 1.0, 
     noise = G.synthesis.make_noise(n, seed=check_seed(noise_seed, "noise seed"), device=G.w_avg.device)
     ws = G.ws_from_seeds([seed], psi, cutoff).repeat(n, 1, 1)
     img = G.synthesis(ws, noise_mode="random", noise=noise)  # (n, 3, H, W)
-    std = img.float().std(dim=0, unbiased=False).mean(dim=0)  # (H, W), averaged over colour channels
-    std = (std / std.max().clamp(min=1e-8) * 255).round().to(torch.uint8).cpu().numpy()
-    return to_uint8(img), np.repeat(std[:, :, None], 3, axis=2)
+    return to_uint8(img), deviation_map(img)[0]
 
 
 # Your photo: projection (project.py), attribute edits and mixing of the projected latents (latents.py)
@@ -136,8 +136,6 @@ def uploaded_path(photo) -> str | None:
     """The server-side file of an upload. The events take their values unprocessed (see _wire_events), so an upload
     arrives as Gradio's file record, which Gradio has already confined to its upload folder; anything else an API
     client sends (a bare path, a record naming another file) is refused, so no other file on the server is read."""
-    from gradio.utils import get_upload_folder, is_in_or_equal
-
     if photo is None:
         return None
     path = photo.get("path") if isinstance(photo, dict) else None
@@ -149,8 +147,6 @@ def uploaded_path(photo) -> str | None:
 def project_photo(G: Generator, path: str, steps: int, space: str = "w", progress=None) -> tuple[np.ndarray, dict]:
     """An image file -> (the projected image (H, W, 3) uint8, latents {'ws', 'noise', 'lpips', 'target'}).
     `progress(step, steps, lpips)` is called after every step."""
-    import project
-
     if path is None:
         raise UsageError("no photo yet: upload an image first")
     if not is_whole(steps) or not 1 <= steps <= MAX_PROJECT_STEPS:
@@ -175,8 +171,6 @@ def _need_latents(latents: dict | None) -> dict:
 @torch.no_grad()
 def edit_projection(G: Generator, latents: dict, dirs: dict, strengths: dict[str, float]) -> np.ndarray:
     """The projected latents moved along each attribute's direction by its strength (standard deviations of w)."""
-    from latents import EDIT_RANGE, apply_edits
-
     lo, hi = EDIT_RANGE
     edits = []
     for name, s in strengths.items():
@@ -199,8 +193,7 @@ def mix_projection(G: Generator, latents: dict, seed: int, first: int, stop: int
     seed = check_seed(seed, "mixing seed")
     first, stop = check_layers(G, first, stop)
     wb = G.ws_from_seeds([seed], psi=1.0)
-    ws = latents["ws"].clone()
-    ws[:, first:stop] = wb[:, first:stop]
+    ws = G.mix(latents["ws"], wb, first, stop)
     return to_uint8(G.synthesis(wb, noise_mode="const"))[0], to_uint8(G.synthesis(ws, noise=latents["noise"]))[0]
 
 
@@ -372,8 +365,6 @@ class Handlers:
 
     def dirs_of(self, network):
         """The network's directions.npz, read once; None where it has none (the sliders then stay hidden)."""
-        from latents import directions_path, load_directions
-
         if network not in self._directions:
             path = directions_path(self.cache.paths[network])
             self._directions[network] = load_directions(path, self.cache[network]) if path.is_file() else None
@@ -620,7 +611,7 @@ def launch_chromium(playwright):
 
 def take_screenshot(url: str, path: str | Path, tab: str = "Style mixing") -> Path:
     """Open the app, run the given tab's main action, and save a PNG of the page."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # only for --screenshot: the app itself never needs it
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

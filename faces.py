@@ -18,18 +18,17 @@ data.py serves them as a data set (make_dataset("synthetic")).
 
     python faces.py --grid faces.png --seeds 0-31   # a labelled grid of synthetic faces
     python faces.py --stats 10000                   # attribute frequencies and largest pairwise correlation
-    python faces.py --bench                         # images/s of render_faces at 32, 64 and 256
 """
 
 from __future__ import annotations
 
 import math
-import os
-import time
 import zlib
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
+
+from common import ArgumentParser, DataError, int_at_least, parse_seeds, run_cli
 
 SYNTHETIC_RES = (16, 256)  # the resolutions the renderer draws at
 
@@ -48,11 +47,6 @@ ATTRIBUTES = [
 ]
 ATTRIBUTE_SCALES = {name: scale for scale, names in (("coarse", ATTRIBUTES[:2]), ("middle", ATTRIBUTES[2:7]),
                                                     ("fine", ATTRIBUTES[7:])) for name in names}
-
-
-class DataError(Exception):
-    """Bad data source or option, here or in data.py: a one-line message naming the problem and the fix (scripts
-    exit 2)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -548,8 +542,6 @@ _SHORT = {"eyeglasses": "glasses", "wearing_hat": "hat", "smiling": "smile", "mo
 
 def face_grid(indices, resolution: int = 64, cols: int = 8, zoom: int = 2) -> Image.Image:
     """A grid of faces with the attributes each one has written under it."""
-    from PIL import ImageDraw, ImageFont
-
     images, labels = render_faces(indices, resolution)
     tile, text_h, gap = resolution * zoom, 54, 4
     rows = math.ceil(len(images) / cols)
@@ -579,28 +571,15 @@ def attribute_stats(n: int) -> tuple[np.ndarray, np.ndarray]:
     return labels.mean(0), np.corrcoef(labels.T)
 
 
-def _bench(sizes=(32, 64, 256), seconds: float = 3.0):
-    print(f"# {os.cpu_count()} CPU(s); images/s on one process")
-    for res in sizes:
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            render_faces(np.arange(n, n + 64), res)
-            n += 64
-        print(f"synthetic render_faces  {res:4d}x{res:<4d} {n / (time.perf_counter() - t0):8.0f} img/s")
-
-
 def main(argv=None):
-    from common import ArgumentParser, int_at_least, parse_seeds
-
     parser = ArgumentParser("faces.py", __doc__)
     parser.add_argument("--grid", metavar="PNG", help="save a labelled grid of synthetic faces")
     parser.add_argument("--seeds", default="0-31", help="face indices for --grid, e.g. 0-31 or 3,5,7")
     parser.add_argument("--res", type=int_at_least(1), default=64, help="resolution of the faces in --grid")
     parser.add_argument("--stats", type=int_at_least(1), metavar="N", help="attribute frequencies over faces 0..N-1")
-    parser.add_argument("--bench", action="store_true", help="images/s of render_faces at 32, 64 and 256")
     args = parser.parse_args(argv)
-    if not (args.grid or args.stats or args.bench):
-        parser.error("nothing to do: pass --grid PNG, --stats N or --bench")
+    if not (args.grid or args.stats):
+        parser.error("nothing to do: pass --grid PNG or --stats N (render speed: python bench.py --sections data)")
     if args.grid:
         face_grid(parse_seeds(args.seeds), _check_render_resolution(args.res)).save(args.grid, optimize=True)
         print(f"saved {args.grid}")
@@ -611,11 +590,7 @@ def main(argv=None):
         off = np.abs(corr - np.eye(len(corr)))
         i, j = np.unravel_index(off.argmax(), off.shape)
         print(f"largest |correlation| between two attributes: {off.max():.3f} ({ATTRIBUTES[i]}, {ATTRIBUTES[j]})")
-    if args.bench:
-        _bench()
 
 
 if __name__ == "__main__":
-    from common import run_cli
-
-    run_cli(main, user_errors=(DataError,))
+    run_cli(main)

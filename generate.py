@@ -37,10 +37,11 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 from tqdm import tqdm
 
+from checkpoint import load_network
 from common import (ArgumentParser, UsageError, float_in, int_at_least, network_name, parse_seeds, pick_device,
                     resolve_network, run_cli, slug, to_uint8)
 from latents import EDIT_RANGE, apply_edits, directions_path, load_directions, load_latents, parse_edits
-from model import Generator, check_psi, load_network, seed_to_z, slerp, style_ranges
+from model import Generator, check_psi, seed_to_z, slerp, style_ranges
 
 PAPER_PSIS = [1.0, 0.7, 0.5, 0.0, -0.5, -1.0]  # Figure 8's columns
 MIN_CELL = 128  # by default figures upscale small networks' images (nearest) to at least this many pixels a cell
@@ -111,10 +112,11 @@ def _where(G: Generator) -> tuple[torch.device, torch.dtype]:
 @torch.no_grad()
 def synthesize(G: Generator, ws: torch.Tensor, noise_mode: str = "const", noise_seeds: list[int] | None = None,
                batch: int = 16, progress: bool = False, desc: str | None = None,
-               noise: list | None = None) -> torch.Tensor:
-    """ws (N, num_ws, w_dim) -> float32 images (N, C, R, R) on the CPU. noise_mode 'random' takes image i's noise
-    from noise_seeds[i] (drawn on the CPU), so it too is the same on every device and batch size. `noise`, per
-    layer (N, 1, r, r) or None, gives every image its own noise maps instead (projected latents)."""
+               noise: list | None = None, on_cpu: bool = True) -> torch.Tensor:
+    """The one way every script renders images: ws (N, num_ws, w_dim) -> float32 images (N, C, R, R), batch by
+    batch, on the CPU (on_cpu=False: on G's device). noise_mode 'random' takes image i's noise from noise_seeds[i]
+    (drawn on the CPU), so it too is the same on every device and batch size. `noise`, per layer (N, 1, r, r) or
+    None, gives every image its own noise maps instead (projected latents)."""
     if noise_mode == "random" and (noise_seeds is None or len(noise_seeds) != len(ws)):
         raise ValueError("noise_mode='random' needs one noise seed per image")
     device, dtype = _where(G)
@@ -127,7 +129,7 @@ def synthesize(G: Generator, ws: torch.Tensor, noise_mode: str = "const", noise_
             elif noise_mode == "random":
                 chunk = G.noise_from_seeds(noise_seeds[i:i + batch])
             img = G.synthesis(ws[i:i + batch].to(device, dtype), noise_mode=noise_mode, noise=chunk)
-            out.append(img.float().cpu())
+            out.append(img.float().cpu() if on_cpu else img.float())
             bar.update(len(img))
     return torch.cat(out)
 
@@ -329,15 +331,12 @@ def style_mixing_figure(G: Generator, row_seeds: list[int], col_seeds: list[int]
     latents in the A column instead of row_seeds; their mixed images take their own noise maps."""
     R = G.cfg.resolution
     styles = styles or parse_styles("coarse,middle,fine", G.num_ws, R)
-    wb = G.w_from_seeds(col_seeds, batch)
+    wb = G.broadcast(G.w_from_seeds(col_seeds, batch))
     wa = G.broadcast(G.w_from_seeds(row_seeds, batch)) if row_latents is None else row_latents[1].to(wb)
-    na = len(wa)
-    mixed = []
-    for _, first, stop in styles:
-        ws = wa.unsqueeze(1).repeat(1, len(col_seeds), 1, 1)  # (A, B, num_ws, w_dim)
-        ws[:, :, first:stop] = wb[None, :, None, :]
-        mixed.append(ws.flatten(0, 1))
-    ws = G.truncate(torch.cat([G.broadcast(wb), wa] + mixed), psi, cutoff)
+    na, nb = len(wa), len(wb)
+    pairs_a, pairs_b = wa.repeat_interleave(nb, 0), wb.repeat(na, 1, 1)  # (A * B, num_ws, w_dim), row-major
+    mixed = [G.mix(pairs_a, pairs_b, first, stop) for _, first, stop in styles]
+    ws = G.truncate(torch.cat([wb, wa] + mixed), psi, cutoff)
     if row_latents is None:
         noise_seeds = col_seeds + row_seeds + [a for _ in styles for a in row_seeds for _ in col_seeds]
         imgs = to_uint8(synthesize(G, ws, noise_mode, noise_seeds, batch, progress, "mixing"))
@@ -347,7 +346,6 @@ def style_mixing_figure(G: Generator, row_seeds: list[int], col_seeds: list[int]
         noise = cat_noise(seed_noise_maps(G, col_seeds, noise_mode), na_noise, *[per_a] * len(styles))
         imgs = to_uint8(synthesize(G, ws, batch=batch, progress=progress, desc="mixing", noise=noise))
         row_seeds = row_latents[0]
-    nb = len(col_seeds)
     b_imgs, a_imgs, cells_mixed = imgs[:nb], imgs[nb:nb + na], imgs[nb + na:].reshape(len(styles), na, nb, *imgs.shape[1:])
     cells = [[None] + list(b_imgs)]
     labels = [[None] + [f"B {s}" for s in col_seeds]]
@@ -378,9 +376,7 @@ def noise_figure(G: Generator, seed: int, samples: int = 100, shown: int = 4, zo
     R = G.cfg.resolution
     ws = G.truncate(G.broadcast(G.w_from_seeds([seed])), psi, cutoff).expand(samples, -1, -1)
     imgs = synthesize(G, ws, "random", list(range(samples)), batch, progress, "noise")  # (S, C, R, R)
-    std = imgs.double().std(0, unbiased=False).mean(0)  # (R, R)
-    std_max = float(std.max())
-    std_img = (std / max(std_max, 1e-12) * 255).round().byte().numpy()[..., None].repeat(3, -1)
+    std_img, std_max = deviation_map(imgs)
     tiles = list(to_uint8(imgs[:shown])) + [std_img]
     cells = [tiles]
     labels = [[f"noise {k}" for k in range(shown)] + [f"std, n={samples}"]]
@@ -396,6 +392,15 @@ def noise_figure(G: Generator, seed: int, samples: int = 100, shown: int = 4, zo
     layout.update(seed=seed, samples=samples, shown=shown, zoom=zoom, std_max=std_max)
     fig.info["layout"] = json.dumps(layout)
     return fig
+
+
+def deviation_map(imgs: torch.Tensor) -> tuple[np.ndarray, float]:
+    """Figure 4's map of stochastic variation: the per-pixel standard deviation over images (S, C, H, W) of one
+    latent under S noise draws, averaged over colour, as uint8 (H, W, 3) scaled so the largest is white; and that
+    largest standard deviation (in [-1, 1] image units)."""
+    std = imgs.double().std(0, unbiased=False).mean(0)  # (H, W)
+    std_max = float(std.max())
+    return (std / max(std_max, 1e-12) * 255).round().byte().cpu().numpy()[..., None].repeat(3, -1), std_max
 
 
 def truncation_figure(G: Generator, seeds: list[int], psis: list[float] = PAPER_PSIS, cutoff: int | None = None,
@@ -570,18 +575,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _device(name: str) -> torch.device:
-    try:
-        device = pick_device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown --device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available here; use --device auto or cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"--device {name}: MPS is not available here; use --device auto or cpu")
-    return device
-
-
 class Job:
     """One run of the CLI: the checked arguments, the network and the resolved truncation, then what to write."""
 
@@ -593,7 +586,7 @@ class Job:
         self.psis = parse_psis(args.psis) if self.fig == "truncation" else None
         if self.fig == "interp" and len(self.seeds) + len(self.latent_files) < 2 and not args.loop:
             raise UsageError("--figure interp needs at least two seeds, e.g. --seeds 1,2,3")
-        device = _device(args.device)
+        device = pick_device(args.device)
         if device.type == "mps" and args.dtype == "float64":
             raise UsageError("MPS has no float64: pass --dtype float32 or auto, or --device cpu")
         self.network = resolve_network(args.network)

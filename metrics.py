@@ -38,11 +38,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import (ArgumentParser, UsageError, int_at_least, pick_device, resolve_network, run_cli, seed_type,
-                    to_uint8)
-from model import load_network, slerp, style_ranges
+from accelerate import PartialState
+from accelerate.utils import gather_object
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from checkpoint import load_network
+from common import (ArgumentParser, DataError, UsageError, int_at_least, pick_device, resolve_network, run_cli,
+                    seed_type, to_uint8)
+from data import cache_root, make_dataset
+from faces import ATTRIBUTE_SCALES
+from generate import synthesize
+from latents import directions_path, network_fingerprint, save_directions
+from model import slerp, style_ranges
 
 PPL_METRICS = ("ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend")
+METRICS = (*PPL_METRICS, "ls", "mixing", "fidN")  # every metric's name; fidN: fid50k, fid10k, fid2k, ...
+METRIC_CHOICES = ", ".join(METRICS) + " (fidN: fid50k, fid10k, fid2k, ...)"
 DEFAULT_NUM = {"ppl": 100_000, "ls": 200_000, "mixing": 1000}  # paper: 100 k PPL pairs, 200 k separability images;
 # FID: in its name; mixing (not in the paper): pairs of faces
 PPL_EPSILON = 1e-4
@@ -63,9 +75,7 @@ SVC_PARAMS = dict(penalty="l2", loss="squared_hinge", dual=True, tol=1e-4, C=1.0
 def cache_dir() -> Path:
     """Where real-image statistics and attribute classifiers are kept: $STYLEGAN_CACHE or ~/.cache/stylegan-pytorch,
     beside the decoded data sets (data.cache_root)."""
-    import data as data_module
-
-    return data_module.cache_root()
+    return cache_root()
 
 
 def _safe_name(text: str) -> str:
@@ -83,8 +93,6 @@ def sample_rng(seed: int, stream: int, index: int) -> np.random.Generator:
 
 def _process_state():
     """accelerate's PartialState: rank and world size under `accelerate launch`, one process otherwise."""
-    from accelerate import PartialState
-
     return PartialState()
 
 
@@ -95,11 +103,7 @@ def _shard(num: int, state) -> np.ndarray:
 
 def _gather(items: list, state) -> list:
     """Concatenate every process's list, in process order (a no-op with one process)."""
-    if state.num_processes == 1:
-        return items
-    from accelerate.utils import gather_object
-
-    return gather_object(items)
+    return items if state.num_processes == 1 else gather_object(items)
 
 
 def _device_of(module) -> torch.device:
@@ -112,22 +116,20 @@ def _batches(indices: np.ndarray, batch: int):
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False, dynamic_ncols=True)
 
 
-def generate_images(G, indices: np.ndarray, seed: int, stream: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples `indices` of a metric stream: z (N, z_dim) and images (N, 3, R, R) in [-1, 1], no truncation,
-    random noise (the official FID and separability settings)."""
+def stream_samples(G, indices: np.ndarray, seed: int, stream: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples `indices` of a metric stream: z (N, z_dim) and images (N, 3, R, R) in [-1, 1] on `device`, no
+    truncation, random noise (the official FID and separability settings), rendered by generate.synthesize."""
     z, noise_seeds = [], []
     for i in indices:
         rng = sample_rng(seed, stream, i)
         z.append(rng.standard_normal(G.cfg.z_dim))
         noise_seeds.append(int(rng.integers(2**63)))
     z = torch.from_numpy(np.stack(z)).float().to(device)
-    img = G.synthesis(G.map(z, psi=1.0), noise=G.noise_from_seeds(noise_seeds))  # untruncated, even by default
-    return z, img
+    ws = G.map(z, psi=1.0)  # untruncated, even for a network whose default truncates
+    return z, synthesize(G, ws, "random", noise_seeds, batch=len(ws), on_cpu=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -181,7 +183,7 @@ class LPIPSDistance(nn.Module):
 
     def __init__(self, min_size: int = LPIPS_MIN_SIZE):
         super().__init__()
-        import lpips
+        import lpips  # here, not at the top: it takes seconds to import, and most metrics never need it
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchvision's deprecation chatter about `pretrained`
@@ -345,6 +347,13 @@ class InceptionFeatures(nn.Module):
 _INCEPTION: dict = {}
 
 
+def pixel_features(images: torch.Tensor) -> torch.Tensor:
+    """A cheap stand-in for Inception in a Frechet distance (features= of real_statistics and fake_statistics):
+    uint8 images (N, C, H, W) box-filtered to 8x8, in [0, 1] (N, 64 C). Inception-v3 on a CPU costs about a second
+    an image and the 2048-d matrix square root most of a minute: too slow for smoke runs and small studies."""
+    return F.adaptive_avg_pool2d(images.float() / 255, 8).flatten(1)
+
+
 def inception(device="cpu") -> InceptionFeatures:
     """One Inception network per device, loaded once (87 MB)."""
     key = str(device)
@@ -446,7 +455,7 @@ def fake_statistics(G, num: int, seed: int = 0, batch: int = 32, device=None, fe
     mine = _shard(num, state)
     with _progress(len(mine), "fid fakes", progress and state.is_main_process) as bar:
         for idx in _batches(mine, batch):
-            _, img = generate_images(G, idx, seed, STREAM_FID, device)
+            _, img = stream_samples(G, idx, seed, STREAM_FID, device)
             m.add(features(torch.from_numpy(to_uint8(img)).permute(0, 3, 1, 2).to(device)))
             bar.update(len(idx))
     return _gather_moments(m, state).stats()
@@ -514,7 +523,7 @@ def separability_score(latents: np.ndarray, logits: np.ndarray, keep: float = 0.
     With a list as `normals`, each attribute's unit SVM normal (coef_ / |coef_|, pointing to the side where the
     attribute is present: the editing direction of InterFaceGAN, Shen et al. 2020) is appended to it; NaNs when
     the kept labels are of one class only and no boundary exists."""
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning  # here: scikit-learn takes seconds to import
     from sklearn.svm import LinearSVC
 
     latents, logits = np.asarray(latents, np.float32), np.asarray(logits, np.float64)  # float32, as the TF latents
@@ -594,8 +603,6 @@ def train_attribute_classifier(dataset, num: int = 20_000, holdout: int = 2_000,
     steps = epochs * math.ceil(len(train_idx) / batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     g = torch.Generator().manual_seed(seed)
-    from tqdm import tqdm
-
     with tqdm(total=steps, desc="classifier", disable=not progress, leave=False, dynamic_ncols=True) as bar:
         for _ in range(epochs):
             for idx in torch.randperm(len(train_idx), generator=g).split(batch):
@@ -621,8 +628,6 @@ def classifier_paths(dataset_name: str, resolution: int) -> tuple[Path, Path]:
 
 
 def save_classifier(net: AttributeClassifier, info: dict, dataset_name: str) -> Path:
-    from safetensors.torch import save_file
-
     weights, meta = classifier_paths(dataset_name, net.config["resolution"])
     weights.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(weights))
@@ -632,8 +637,6 @@ def save_classifier(net: AttributeClassifier, info: dict, dataset_name: str) -> 
 
 def load_classifier(dataset_name: str, resolution: int, device="cpu") -> tuple[AttributeClassifier, dict] | None:
     """A cached classifier for this data set and resolution, or None."""
-    from safetensors.torch import load_file
-
     weights, meta = classifier_paths(dataset_name, resolution)
     if not (weights.is_file() and meta.is_file()):
         return None
@@ -646,11 +649,9 @@ def load_classifier(dataset_name: str, resolution: int, device="cpu") -> tuple[A
 def attribute_classifier(data: str, resolution: int, device="cpu", progress: bool = True, pad: bool = False,
                          cache_dir: str | None = None, **train_kwargs):
     """The cached classifier for `data` at `resolution`, training and saving one the first time."""
-    import data as data_module
-
-    dataset = data_module.make_dataset(data, resolution=resolution, pad=pad, cache_dir=cache_dir)
+    dataset = make_dataset(data, resolution=resolution, pad=pad, cache_dir=cache_dir)
     if not dataset.attribute_names:
-        raise data_module.DataError(f"{data!r} has no labels to train attribute classifiers on: pass --data "
+        raise DataError(f"{data!r} has no labels to train attribute classifiers on: pass --data "
                                     "synthetic (or a labelled data set) for ls")
     found = load_classifier(dataset.name, resolution, device)
     if found is not None:
@@ -675,7 +676,7 @@ def separability(G, classifier: nn.Module, num: int = DEFAULT_NUM["ls"], seed: i
     out = []
     with _progress(len(mine), "ls", progress and state.is_main_process) as bar:
         for idx in _batches(mine, batch):
-            z, img = generate_images(G, idx, seed, STREAM_LS, device)
+            z, img = stream_samples(G, idx, seed, STREAM_LS, device)
             logits = classifier(torch.from_numpy(to_uint8(img)).permute(0, 3, 1, 2).to(device)).cpu()
             out += list(zip(idx.tolist(), logits.numpy()))
             bar.update(len(idx))
@@ -750,12 +751,11 @@ def format_mixing_table(result: dict, names: list[str], markdown: bool = False) 
 
 
 def save_attribute_directions(network: str, G, names: list[str], result: dict, info: dict, num: int,
-                              seed: int) -> Path | None:
+                              seed: int, overwrite: bool = False) -> Path | None:
     """directions.npz beside the network (latents.py reads it): the separability run's SVM normals in W and the
-    spread of w along them, with a note of the classifier and samples they came from. None for a Hub id."""
-    from latents import directions_path, network_fingerprint, save_directions
-
-    if not Path(network).exists():
+    spread of w along them, with a note of the classifier and samples they came from. None for a Hub id, and where
+    a directions.npz is there already (it may be the user's own) unless `overwrite`."""
+    if not Path(network).exists() or (directions_path(network).exists() and not overwrite):
         return None
     note = {"classifier": {"dataset": info["dataset"], "holdout_accuracy": info["holdout_accuracy"]},
             "samples": num, "fitted_on": "the most confident half of the samples, per attribute", "seed": seed,
@@ -768,11 +768,10 @@ def save_attribute_directions(network: str, G, names: list[str], result: dict, i
 def parse_metrics(text: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     if not names:
-        raise UsageError("--metrics is empty: choose from ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ls, fid50k")
+        raise UsageError(f"--metrics is empty: choose from {METRIC_CHOICES}")
     for m in names:
-        if m not in PPL_METRICS and m not in ("ls", "mixing") and not re.fullmatch(r"fid\d+k?", m):
-            raise UsageError(f"unknown metric {m!r}: choose from ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ls, "
-                             "mixing, fid50k (or fidN, e.g. fid10k)")
+        if m not in METRICS[:-1] and not re.fullmatch(r"fid\d+k?", m):
+            raise UsageError(f"unknown metric {m!r}: choose from {METRIC_CHOICES}")
     return names
 
 
@@ -824,7 +823,7 @@ def main(argv=None):
                "  python metrics.py --metrics ppl_zfull,ppl_wfull --num 10000 --network runs/00003-faces/network\n"
                "  accelerate launch metrics.py --metrics fid50k --data path/to/images.zip")
     parser.add_argument("--metrics", default="ppl_wend,ls,fid50k",
-                        help="comma-separated: ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ls, mixing, fidN (fid50k, fid10k...)")
+                        help=f"comma-separated, from {METRIC_CHOICES}")
     parser.add_argument("--network", default=None, help="network folder, .safetensors file or Hub id (default: latest "
                                                         "under runs/)")
     parser.add_argument("--num", type=int_at_least(2), default=None, help="samples for every metric (default: PPL 100k pairs, ls "
@@ -836,6 +835,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=seed_type, default=0, help="random seed of the generated samples")
     parser.add_argument("--batch", type=int_at_least(1), default=32, help="samples (PPL: pairs) per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="ls: replace the directions.npz beside the network (default: keep an existing one)")
     parser.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,
                         help="PPL: crop to FFHQ's face region as the official code does (default: on for FFHQ "
                              "presets and NVIDIA's FFHQ networks, off otherwise)")
@@ -871,8 +872,10 @@ def main(argv=None):
             print("style mixing: share of mixes whose attribute follows B, by the styles B supplies")
             print(format_mixing_table(entries["mixing"], entries["mixing"]["attributes"]))
         print(f"results written to {path}")
-        if "ls_w" in entries and Path(network).exists():
-            print(f"attribute directions written beside the network ({Path(path).parent / 'directions.npz'})")
+        if run.directions is not None:
+            print(f"attribute directions written beside the network ({run.directions})")
+        elif "ls_w" in entries and directions_path(network).exists():
+            print(f"{directions_path(network)} is kept: pass --overwrite to replace it with this run's directions")
 
 
 class MetricRun:
@@ -882,6 +885,7 @@ class MetricRun:
         self.G, self.network, self.args, self.device = G, network, args, device
         self.data, self.pad, self.crop, self.main_proc = data, pad, crop, main_proc
         self.rows: list[tuple[str, float, float, int]] = []
+        self.directions: Path | None = None  # directions.npz, where this run wrote one
         self.entries: dict[str, dict] = {}
 
     def measure(self, name: str, num: int) -> None:
@@ -901,11 +905,8 @@ class MetricRun:
             self.rows.append((key, value, seconds, num))
 
     def _classifier(self):
-        try:
-            return attribute_classifier(self.data, self.G.cfg.resolution, self.device, progress=self.main_proc,
-                                        pad=self.pad, cache_dir=self.args.cache_dir)
-        except Exception as e:
-            _reraise_data_error(e)
+        return attribute_classifier(self.data, self.G.cfg.resolution, self.device, progress=self.main_proc,
+                                    pad=self.pad, cache_dir=self.args.cache_dir)
 
     def ppl(self, name: str, num: int):
         value = ppl(self.G, space=name[4], sampling=name[5:], num=num, seed=self.args.seed, crop=self.crop,
@@ -919,7 +920,8 @@ class MetricRun:
                          progress=self.main_proc)
         names = info["attribute_names"]
         if self.main_proc:
-            save_attribute_directions(self.network, self.G, names, r, info, num, self.args.seed)
+            self.directions = save_attribute_directions(self.network, self.G, names, r, info, num, self.args.seed,
+                                                        self.args.overwrite)
         about = {"classifier": {"dataset": info["dataset"], "holdout_accuracy": info["holdout_accuracy"],
                                 "train_seconds": info.get("train_seconds")},
                  "separability_seconds": round(time.time() - t1, 2)}
@@ -933,8 +935,6 @@ class MetricRun:
         names = info["attribute_names"]
         r = mixing_attribution(self.G, classifier, num=num, seed=self.args.seed, batch=self.args.batch,
                                device=self.device, progress=self.main_proc)
-        from faces import ATTRIBUTE_SCALES
-
         own = [r["follows_b"][ATTRIBUTE_SCALES[a]][i] for i, a in enumerate(names)
                if a in ATTRIBUTE_SCALES and ATTRIBUTE_SCALES[a] in r["follows_b"]]
         value = float(np.nanmean(own)) if own else float("nan")
@@ -944,24 +944,12 @@ class MetricRun:
                                                   "holdout_accuracy": info["holdout_accuracy"]}})]
 
     def fid(self, name: str, num: int):
-        try:
-            import data as data_module
-
-            dataset = data_module.make_dataset(self.data, resolution=self.G.cfg.resolution, pad=self.pad,
-                                               cache_dir=self.args.cache_dir)
-        except Exception as e:
-            _reraise_data_error(e)
+        dataset = make_dataset(self.data, resolution=self.G.cfg.resolution, pad=self.pad,
+                               cache_dir=self.args.cache_dir)
         mirror = trained_with_mirror(self.G)
         value = fid(self.G, dataset, num=num, seed=self.args.seed, batch=self.args.batch, device=self.device,
                     progress=self.main_proc, mirror=mirror)
         return [(name, value, {"num_real": min(num, len(dataset)), "data": dataset.name, "mirror": mirror})]
-
-
-def _reraise_data_error(e: Exception):
-    """data.DataError is the user's bad --data: one line, exit 2. Anything else is a bug and keeps its traceback."""
-    if type(e).__name__ == "DataError":
-        raise UsageError(str(e)) from None
-    raise e
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ Both run at any intermediate resolution of progressive growing, with a fade-in `
 Numbers (channels, gains, learning-rate multipliers, initialisations) follow the paper and the official
 TensorFlow code; where we depart from it, a comment says so. A network is saved as a folder laid out like a
 Hugging Face Hub model: `config.json` beside `model.safetensors` (the config is also stored in the safetensors
-header, so the weights file alone is enough). Loading our networks never unpickles anything; NVIDIA's official
-.pkl files are read by official.py with an unpickler that resolves only plain data and runs none of their code.
+header, so the weights file alone is enough). Loading our networks never unpickles anything. NVIDIA's official
+.pkl files are read by official.py, a layer above this one, with an unpickler that resolves only plain data and runs
+none of their code; checkpoint.load_network loads either kind.
 
     python model.py --preset ffhq1024      # per-block summary and parameter counts
-    python model.py --convert karras2019stylegan-ffhq-1024x1024.pkl --out networks/ffhq1024   # NVIDIA's network
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,20 +28,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from huggingface_hub import hf_hub_download
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 import ops
+from common import CONFIG_NAME, WEIGHTS_NAME, ArgumentParser, NetworkError, UsageError, atomic_write, run_cli
 
 FORMAT_VERSION = 1  # bump when the state-dict layout changes
 SQRT2 = math.sqrt(2.0)
 PSI_RANGE = (-2.0, 2.0)  # truncation psi: 1 = none, 0 = the average image; Figure 8 sweeps [-1, 1], beyond 2 is noise
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2, no traceback (see common.run_cli)."""
-
-
-class NetworkError(UsageError):
-    """A network path that does not exist or is not a valid network: scripts print its message on one line."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -416,6 +411,13 @@ class Generator(nn.Module):
         layer = torch.arange(self.num_ws, device=ws.device).view(1, -1, 1)
         return torch.where(layer < cutoff, avg.lerp(ws, psi), ws)
 
+    def mix(self, ws: torch.Tensor, ws_b: torch.Tensor, first, stop) -> torch.Tensor:
+        """Style mixing (paper Sec. 3.1): ws (N, num_ws, w_dim) with style layers [first, stop) taken from ws_b
+        (N or 1 rows; (N, 1, w_dim) for one w on every layer). first and stop: ints, or one per sample."""
+        layer = torch.arange(self.num_ws, device=ws.device).view(1, -1, 1)
+        first, stop = (torch.as_tensor(v, device=ws.device).view(-1, 1, 1) for v in (first, stop))
+        return torch.where((layer >= first) & (layer < stop), ws_b.to(ws.dtype), ws)
+
     def broadcast(self, w: torch.Tensor) -> torch.Tensor:
         """w (N, w_dim) -> ws (N, num_ws, w_dim): the same w for every style layer."""
         return w.unsqueeze(1).repeat(1, self.num_ws, 1)
@@ -461,10 +463,7 @@ class Generator(nn.Module):
         w = self.mapping(z)
         ws = self.broadcast(w)
         if mix_z is not None:
-            w2 = self.mapping(mix_z)
-            layer = torch.arange(self.num_ws, device=z.device).view(1, -1, 1)
-            cut = torch.as_tensor(mix_layer, device=z.device).view(-1, 1, 1)
-            ws = torch.where(layer < cut, ws, w2.unsqueeze(1))
+            ws = self.mix(ws, self.mapping(mix_z).unsqueeze(1), mix_layer, self.num_ws)
         ws = self.truncate(ws, psi, cutoff)
         img = self.synthesis(ws, res=res, alpha=alpha, noise_mode=noise_mode, noise=noise)
         return (img, w) if return_w else img
@@ -595,44 +594,19 @@ def seed_to_z(seeds, z_dim: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])).float()
 
 
-WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # the permissions of an ordinary new file, not mkstemp's owner-only 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_network(G: Generator, folder: str | os.PathLike, extra: dict | None = None) -> Path:
     """Write G as a Hub-style folder: config.json + model.safetensors (config also in its header). Atomic per file."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     meta = {"format": "stylegan-pytorch", "format_version": FORMAT_VERSION, "network": G.cfg.to_dict(), **(extra or {})}
     state = {k: v.detach().float().cpu().contiguous() for k, v in G.state_dict().items()}
-    _atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"config": json.dumps(meta)}))
-    _atomic_write(folder / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"config": json.dumps(meta)}))
+    atomic_write(folder / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
     return folder
 
 
 def read_network_meta(path: str | os.PathLike) -> dict:
-    """The JSON metadata of a saved network (its config under 'network', plus training info)."""
-    from safetensors import safe_open
-
-    if _is_official(path):
-        import official
-
-        return official.pkl_meta(path)
+    """The JSON metadata of a network saved by save_network (its config under 'network', plus training info).
+    checkpoint.read_network_meta also reads NVIDIA's pickles."""
     weights = _weights_path(path)
     try:
         with safe_open(str(weights), framework="pt") as f:
@@ -666,28 +640,15 @@ def _looks_like_hub_id(s: str) -> bool:
 
 def _hub_download(repo_id: str) -> Path:
     try:
-        from huggingface_hub import hf_hub_download
-
         return Path(hf_hub_download(repo_id, WEIGHTS_NAME))
     except Exception as e:
         raise NetworkError(f"could not fetch {repo_id!r} from the Hugging Face Hub ({type(e).__name__}); check the "
                            "name and your connection, or pass a local network folder") from None
 
 
-def _is_official(path: str | os.PathLike) -> bool:
-    """NVIDIA's networks are pickles; ours never are."""
-    return str(path).lower().endswith(".pkl")
-
-
 def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
-    """Load a generator from a network folder, a .safetensors file, a Hub repo id ('user/repo') or one of NVIDIA's
-    official .pkl files (its Gs, read without running any of its code: see official.py). Eval mode."""
-    from safetensors.torch import load_file
-
-    if _is_official(path):
-        import official
-
-        return official.load_pkl(path, device)
+    """Load a generator saved by save_network, from its folder, its .safetensors file or a Hub repo id
+    ('user/repo'); eval mode. checkpoint.load_network also loads NVIDIA's pickles: the scripts call that one."""
     weights = _weights_path(path)
     meta = read_network_meta(weights)
     try:
@@ -738,43 +699,15 @@ def summary(cfg: NetworkConfig) -> str:
 
 
 def main(argv=None):
-    from common import ArgumentParser
-
-    parser = ArgumentParser("model.py",
-                            "Print a StyleGAN network's per-block summary and parameter counts, "
-                            "or convert one of NVIDIA's official .pkl files to our format.",
-                            "examples:\n  python model.py --preset ffhq1024\n"
-                            "  python model.py --convert karras2019stylegan-ffhq-1024x1024.pkl --out "
-                            "networks/ffhq1024")
+    parser = ArgumentParser("model.py", "Print a StyleGAN network's per-block summary and parameter counts.",
+                            "examples:\n  python model.py --preset ffhq1024\n  python model.py --preset cpu\n"
+                            "(NVIDIA's .pkl networks convert with official.py)")
     parser.add_argument("--preset", default="ffhq1024", choices=sorted(PRESETS), help="network preset")
-    parser.add_argument("--convert", metavar="FILE.pkl", help="an official StyleGAN pickle to convert (needs --out)")
-    parser.add_argument("--out", metavar="FOLDER", help="where --convert writes model.safetensors + config.json "
-                        "(Gs), G.safetensors and D.safetensors")
-    parser.add_argument("--force", action="store_true", help="let --convert write into a non-empty --out")
     args = parser.parse_args(argv)
-    if args.convert or args.out:
-        return _convert(args)
     cfg = PRESETS[args.preset]
     print(f"preset {args.preset}: {json.dumps(cfg.to_dict())}")
     print(summary(cfg))
 
 
-def _convert(args) -> Path:
-    import official
-
-    if not (args.convert and args.out):
-        raise UsageError("--convert FILE.pkl and --out FOLDER go together, e.g. --convert "
-                         "karras2019stylegan-ffhq-1024x1024.pkl --out networks/ffhq1024")
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise UsageError(f"--out {out} exists and is not empty: pick a new folder, or pass --force to overwrite "
-                         "the network files in it")
-    official.convert_pkl(args.convert, out)
-    print(f"wrote {out}: {WEIGHTS_NAME} + {CONFIG_NAME} (Gs), {official.G_NAME} and {official.D_NAME}")
-    return out
-
-
 if __name__ == "__main__":
-    from common import run_cli
-
     run_cli(main)

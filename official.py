@@ -20,7 +20,7 @@ mapped by name to our state dicts:
     dlatent_avg                                   w_avg
     D: FromRGB_lod{l}, {r}x{r}/Conv0, Conv1_down, 4x4/Conv, Dense0, Dense1 -> fromrgb, blocks, conv, fc, out
 
-    python model.py --convert karras2019stylegan-ffhq-1024x1024.pkl --out networks/ffhq1024
+    python official.py karras2019stylegan-ffhq-1024x1024.pkl --out networks/ffhq1024   # convert once
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
-from model import (FORMAT_VERSION, WEIGHTS_NAME, Discriminator, Generator, NetworkConfig, NetworkError,
-                   _atomic_write, save_network)
+from common import CONFIG_NAME, WEIGHTS_NAME, ArgumentParser, NetworkError, UsageError, atomic_write, run_cli
+from model import (FORMAT_VERSION, Discriminator, Generator, NetworkConfig, load_network, read_network_meta,
+                   save_network)
 
 G_NAME, D_NAME = "G.safetensors", "D.safetensors"  # beside model.safetensors (Gs) in a converted folder
 
@@ -388,8 +390,6 @@ def convert_pkl(pkl_path: str | Path, out_folder: str | Path) -> Path:
     """Write the official pickle as our network folder: model.safetensors + config.json (Gs, so load_network reads
     it unchanged), plus G.safetensors and D.safetensors (the training G and D, for fine-tuning), all with the same
     metadata. Byte-identical for the same input; each file written atomically."""
-    from safetensors.torch import save_file
-
     path, out = Path(pkl_path), Path(out_folder)
     cfg, g, d, gs = read_official(path)
     meta = _meta(cfg, path, _sha256(path))
@@ -399,7 +399,7 @@ def convert_pkl(pkl_path: str | Path, out_folder: str | Path) -> Path:
         raise NetworkError(f"{path}: its G and Gs have different shapes; download the file again")
     header = {"config": json.dumps(meta)}
     for name, state in ((G_NAME, g), (D_NAME, d)):
-        _atomic_write(out / name, lambda p, s=state: save_file(s, p, metadata=header))
+        atomic_write(out / name, lambda p, s=state: save_file(s, p, metadata=header))
     save_network(Gs, out, extra={"official": meta["official"]})
     return out
 
@@ -407,16 +407,12 @@ def convert_pkl(pkl_path: str | Path, out_folder: str | Path) -> Path:
 def load_converted(folder: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, Discriminator,
                                                                                     Generator]:
     """(G, D, Gs) of a folder written by convert_pkl, in train mode for fine-tuning (Gs in eval mode)."""
-    from safetensors.torch import load_file
-
-    from model import load_network, read_network_meta
-
     folder = Path(folder)
     Gs = load_network(folder, device)
     for name in (G_NAME, D_NAME):
         if not (folder / name).is_file():
-            raise NetworkError(f"{folder} has no {name}: convert the official pickle with `python model.py "
-                               "--convert FILE.pkl --out FOLDER`")
+            raise NetworkError(f"{folder} has no {name}: convert the official pickle with `python official.py "
+                               "FILE.pkl --out FOLDER`")
     if read_network_meta(folder / G_NAME)["network"] != Gs.cfg.to_dict():
         raise NetworkError(f"{folder}: {G_NAME} and {WEIGHTS_NAME} have different configs; convert again")
     with torch.random.fork_rng(devices=[]):
@@ -424,3 +420,29 @@ def load_converted(folder: str | Path, device: str | torch.device = "cpu") -> tu
     G.load_state_dict(load_file(str(folder / G_NAME)))
     D.load_state_dict(load_file(str(folder / D_NAME)))
     return G.to(device), D.to(device), Gs
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv=None) -> Path:
+    parser = ArgumentParser("official.py", "Convert one of NVIDIA's official StyleGAN .pkl networks to our format.",
+                            "example:\n  python official.py karras2019stylegan-ffhq-1024x1024.pkl --out networks/ffhq1024\n"
+                            "  python demo.py --network networks/ffhq1024   # then load it fast, without the pickle")
+    parser.add_argument("pkl", metavar="FILE.pkl", help="an official StyleGAN pickle (karras2019stylegan-*.pkl)")
+    parser.add_argument("--out", metavar="FOLDER", required=True,
+                        help=f"where to write {WEIGHTS_NAME} + {CONFIG_NAME} (Gs), {G_NAME} and {D_NAME}")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise UsageError(f"--out {out} exists and is not empty: pick a new folder, or pass --force to overwrite "
+                         "the network files in it")
+    convert_pkl(args.pkl, out)
+    print(f"wrote {out}: {WEIGHTS_NAME} + {CONFIG_NAME} (Gs), {G_NAME} and {D_NAME}")
+    return out
+
+
+if __name__ == "__main__":
+    run_cli(main)

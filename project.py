@@ -34,9 +34,15 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from common import ArgumentParser, UsageError, int_at_least, resolve_network, run_cli, seed_type, to_uint8
-from latents import save_latents
-from model import Generator, load_network
+from checkpoint import load_network
+from common import (ArgumentParser, UsageError, int_at_least, pick_device, resolve_network, run_cli, seed_type,
+                    to_uint8)
+from data import square_resize
+from faces import render_faces
+from generate import prepare_outdir, save_animation, save_png, synthesize
+from latents import directions_path, load_directions, save_latents
+from metrics import attribute_classifier, lpips_vgg
+from model import Generator
 
 # The StyleGAN2 projector's constants (projector.py of NVlabs/stylegan2-ada-pytorch, as described in the paper)
 LR = 0.1
@@ -53,12 +59,10 @@ SPACES = ("w", "w+")
 def load_target(path: str | Path, resolution: int, channels: int = 3) -> np.ndarray:
     """An image file of any size -> uint8 (R, R, C), centre-cropped to a square and resized as data.py loads
     training images (LANCZOS)."""
-    from data import _square_resize
-
     try:
         with Image.open(path) as im:
             im.load()
-            arr = _square_resize(im, resolution, pad=False)
+            arr = square_resize(im, resolution, pad=False)
     except FileNotFoundError:
         raise UsageError(f"target image {path} does not exist: check the path") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
@@ -102,8 +106,6 @@ _LPIPS: dict = {}
 
 def default_lpips(device) -> torch.nn.Module:
     """metrics.lpips_vgg, built once per device (it takes seconds to load)."""
-    from metrics import lpips_vgg
-
     key = str(torch.device(device))
     if key not in _LPIPS:
         _LPIPS[key] = lpips_vgg(device)
@@ -204,14 +206,10 @@ def projection_quality(G: Generator, num: int = 20, steps: int = 500, seed: int 
     """On a network trained on the synthetic faces: project `num` of its own images (seeds 0..num-1, psi 1, const
     noise) in W and in W+, and `num` synthetic faces it never saw (indices from `unseen_start`, beyond any training
     set). Returns per-case median LPIPS and, for generated images, the median |w - w_true| (W+: per layer, mean)."""
-    from faces import render_faces
-    from generate import broadcast, map_seeds, synthesize
-    from metrics import lpips_vgg
-
     lpips, w_std = lpips_vgg(), w_spread(G)
     seeds = list(range(num))
-    w_true = map_seeds(G, seeds)
-    generated = synthesize(G, broadcast(G, w_true), "const")
+    w_true = G.w_from_seeds(seeds)
+    generated = synthesize(G, G.broadcast(w_true), "const")
     faces = to_tensor(render_faces(np.arange(unseen_start, unseen_start + num), G.cfg.resolution)[0])
     out = {"steps": steps, "num": num, "w_spread": w_std}
     for case, targets, space in [("generated, W", generated, "w"), ("generated, W+", generated, "w+"),
@@ -231,7 +229,7 @@ def projection_quality(G: Generator, num: int = 20, steps: int = 500, seed: int 
 
 def bench(G: Generator, steps: int = 500, batch: int = 1, repeats: int = 2) -> dict:
     """Seconds per projection of `steps` steps (best of `repeats`), one target at a time, on G's device."""
-    lpips = __import__("metrics").lpips_vgg(next(G.parameters()).device)
+    lpips = lpips_vgg(next(G.parameters()).device)
     w_std = w_spread(G)
     target = torch.zeros(batch, G.cfg.img_channels, G.cfg.resolution, G.cfg.resolution)
     times = []
@@ -247,19 +245,20 @@ def bench(G: Generator, steps: int = 500, batch: int = 1, repeats: int = 2) -> d
 EDITABLE = ("eyeglasses", "long_hair", "dark_hair", "pale_skin")
 
 
-@torch.no_grad()
-def edit_flip_rates(network: str, num: int = 100, strength: float = 3.0, data: str = "synthetic") -> dict:
+def edit_flip_rates(network: str, num: int = 100, strength: float = 3.0, data: str | None = None) -> dict:
     """For each attribute: edit the w of seeds 0..num-1 (all layers, psi 1) by `strength` towards the label the
     attribute classifier does not give it now, and count how often the label flips. Also the fraction labelled
-    present at -strength, 0 and +strength. Needs directions.npz beside the network."""
-    from generate import broadcast, map_seeds, synthesize
-    from latents import directions_path, load_directions
-    from metrics import attribute_classifier
-
+    present at -strength, 0 and +strength. Needs directions.npz beside the network. The classifier is the one of
+    `data` (default: what the network was trained on, as metrics.py's), trained the first time."""
     G = load_network(network).eval()
     dirs = load_directions(directions_path(network), G)
-    clf, _ = attribute_classifier(data, G.cfg.resolution)
-    ws = broadcast(G, map_seeds(G, list(range(num))))
+    clf, _ = attribute_classifier(data or G.meta.get("data") or "synthetic", G.cfg.resolution)
+    return flip_rates(G, dirs, clf, num, strength)
+
+
+@torch.no_grad()
+def flip_rates(G: Generator, dirs: dict, clf, num: int, strength: float) -> dict:
+    ws = G.ws_from_seeds(list(range(num)), psi=1.0)
 
     def labels(ws):
         img = torch.from_numpy(to_uint8(synthesize(G, ws, "const"))).permute(0, 3, 1, 2)
@@ -312,8 +311,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> list[Path] | dict:
-    from generate import _device, prepare_outdir, save_animation, save_png
-
     args = build_parser().parse_args(argv)
     if args.edit_rates:
         r = edit_flip_rates(resolve_network(args.network))
@@ -322,7 +319,7 @@ def main(argv=None) -> list[Path] | dict:
     if not (args.target or args.bench or args.evaluate):
         raise UsageError("pass --target IMAGE (or --bench / --evaluate), e.g. python project.py --target photo.jpg")
     network = resolve_network(args.network)
-    G = load_network(network, _device(args.device)).eval()
+    G = load_network(network, pick_device(args.device)).eval()
     if args.bench:
         r = bench(G, args.steps)
         print(f"{r['seconds']:.1f} s per {r['steps']}-step projection ({r['ms_per_step']:.1f} ms/step) on "

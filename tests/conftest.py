@@ -59,3 +59,21 @@ def tiny_network(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("runs") / "00000-tiny" / "network"
     save_network(make_tiny_generator(), folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def trained_network(tmp_path_factory, private_cache) -> Path:
+    """A small network trained on the synthetic faces by train.py's command line (16x16, grown from 8x8, 1,500
+    images, seconds on a CPU), with the directions.npz that `metrics.py --metrics ls` writes beside it: every mode of
+    every script runs on it (tests/test_modes.py)."""
+    import metrics
+    import train
+
+    out = tmp_path_factory.mktemp("trained")
+    train.main(["--resolution", "16", "--channel-base", "256", "--channel-max", "32", "--kimg", "1.5",
+                "--stable-kimg", "0.25", "--fade-kimg", "0.25", "--data", "synthetic:2000", "--workers", "0",
+                "--tick-kimg", "0.5", "--snap-kimg", "1.5", "--outdir", str(out), "--name", "small"])
+    network = out / "00000-small" / "network"
+    metrics.main(["--network", str(network), "--metrics", "ls", "--num", "200"])
+    assert (network / "directions.npz").is_file()
+    return network

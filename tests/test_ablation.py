@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import ablation
+import train
 from common import UsageError
 from conftest import ROOT
 
@@ -308,7 +309,7 @@ def test_study_size_overrides_lr():
     args = size["train"]
     assert args.count("--lr") == 1 and args[args.index("--lr") + 1] == "0.01"
     cfg = ablation.train_config(ablation.run_settings(ablation.BY_NAME["E"], 0, size))
-    assert cfg.base_lr == 0.01 and cfg.lr == {}
+    assert all(cfg.lr_at(r) == 0.01 for r in train.RESOLUTIONS)  # --lr: the rate at every resolution
     # another lr is another run, but the same untrained control (lr is schedule-only)
     same = ablation.run_settings(ablation.BY_NAME["E"], 0, ablation.study_size(False, kimg=200, batch=16)[0])
     assert ablation.run_settings(ablation.BY_NAME["E"], 0, size) != same

@@ -9,7 +9,7 @@ import pytest
 import ablation
 import bench
 import common
-import data
+
 import demo
 import faces
 import generate
@@ -20,11 +20,11 @@ import train
 from conftest import ROOT
 
 SCRIPTS = {"train.py": train.main, "generate.py": generate.main, "metrics.py": metrics.main, "demo.py": demo.main,
-           "bench.py": bench.main, "ablation.py": ablation.main, "data.py": data.main, "model.py": model.main,
+           "bench.py": bench.main, "ablation.py": ablation.main, "model.py": model.main,
            "project.py": project.main, "faces.py": faces.main}
 
 # Flags whose valid range includes 0 or negative numbers (everything else must refuse them).
-ACCEPT_ZERO = {"--stable-kimg", "--gamma", "--style-mixing", "--freeze-d", "--mapping-layers", "--seed", "--workers", "--threads", "--zoom", "--port",
+ACCEPT_ZERO = {"--stable-kimg", "--gamma", "--w-avg-beta", "--style-mixing", "--freeze-d", "--mapping-layers", "--seed", "--workers", "--threads", "--zoom", "--port",
                "--trunc", "--trunc-cutoff"}  # cutoff 0: no layer truncated
 ACCEPT_NEGATIVE = {"--trunc"}  # psi < 0 extrapolates away from the average face (paper Figure 8)
 

@@ -131,12 +131,12 @@ def test_folder_default_cache_and_name_tracks_contents(image_folder, tmp_path, m
 
 
 def direct_decode(folder, res, pad=False):
-    """Every readable image under folder through _square_resize alone, with no cache: the reference."""
+    """Every readable image under folder through square_resize alone, with no cache: the reference."""
     out = []
     for f in sorted(folder.rglob("*")):
         try:
             with Image.open(f) as im:
-                out.append(data._square_resize(im, res, pad))
+                out.append(data.square_resize(im, res, pad))
         except Exception:
             pass
     return out
@@ -169,13 +169,13 @@ def test_killed_or_damaged_build_is_rebuilt_not_trusted(image_folder, tmp_path, 
 import os, signal, sys
 sys.path.insert(0, {str(data.Path(data.__file__).parent)!r})
 import data
-real, calls = data._square_resize, []
+real, calls = data.square_resize, []
 def dying(*a):
     calls.append(1)
     if len(calls) == 4:
         os.kill(os.getpid(), signal.SIGKILL)
     return real(*a)
-data._square_resize = dying
+data.square_resize = dying
 data._decode_into.__globals__["os"].cpu_count = lambda: 1  # one thread: a deterministic point of death
 data.make_dataset({str(image_folder)!r}, 16, cache_dir={str(cache)!r})
 """
@@ -185,7 +185,7 @@ data.make_dataset({str(image_folder)!r}, 16, cache_dir={str(cache)!r})
     reference = sorted(im.tobytes() for im in direct_decode(image_folder, 16))
     capfd.readouterr()
     ds = data.make_dataset(str(image_folder), 16, cache_dir=str(cache))
-    assert "data: caching" in capfd.readouterr().err  # rebuilt
+    assert "data: cached " in capfd.readouterr().err  # rebuilt
     assert sorted(im.tobytes() for im in as_arrays(ds)) == reference
     assert not list(cache.glob("*.tmp*"))
     # Pixels cut short, or pixels without their meta file: both rebuilt, neither read.
@@ -194,10 +194,10 @@ data.make_dataset({str(image_folder)!r}, 16, cache_dir={str(cache)!r})
                    lambda: (cache / f"{ds.name}.meta.npz").unlink()):
         damage()
         again = data.make_dataset(str(image_folder), 16, cache_dir=str(cache))
-        assert "data: caching" in capfd.readouterr().err
+        assert "data: cached " in capfd.readouterr().err
         assert sorted(im.tobytes() for im in as_arrays(again)) == reference
     data.make_dataset(str(image_folder), 16, cache_dir=str(cache))
-    assert "data: caching" not in capfd.readouterr().err  # complete now: mapped, not rebuilt
+    assert "data: cached " not in capfd.readouterr().err  # complete now: mapped, not rebuilt
 
 
 def test_two_processes_build_one_cache(image_folder, tmp_path):
@@ -212,8 +212,8 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, {str(data.Path(data.__file__).parent)!r})
 import data
-real = data._square_resize
-data._square_resize = lambda *a: (time.sleep(0.3), real(*a))[1]
+real = data.square_resize
+data.square_resize = lambda *a: (time.sleep(0.3), real(*a))[1]
 Path({str(tmp_path)!r}, "ready-" + sys.argv[1]).touch()
 while not Path({str(go)!r}).exists():
     time.sleep(0.01)
@@ -229,7 +229,7 @@ print(ds.name, len(ds), ds.num_skipped)
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     err = "".join(e for _, e in outs)
-    assert err.count("data: caching") == 1, err  # one build ...
+    assert err.count("data: cached ") == 1, err  # one build ...
     assert outs[0][0] == outs[1][0] and outs[0][0].split()[1:] == ["6", "1"]  # ... the same data for both
     assert len(list(cache.glob("*.u8"))) == 1 and not list(cache.glob("*.tmp*"))
 
@@ -308,7 +308,7 @@ def test_zip_loading_matches_folder(image_folder, tmp_path):
 def test_resize_filter_is_antialiased():
     # A 1-pixel checkerboard downscaled 8x must come out flat grey (LANCZOS averages it), not a moire pattern.
     checker = ((np.indices((128, 128)).sum(0) % 2) * 255).astype(np.uint8)
-    out = data._square_resize(Image.fromarray(checker), 16, pad=False)
+    out = data.square_resize(Image.fromarray(checker), 16, pad=False)
     assert np.abs(out.astype(int) - 128).max() <= 3
 
 

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+import checkpoint
 import train
 from common import UsageError
 from conftest import ROOT, TINY, write_random_pngs
@@ -38,7 +39,7 @@ def ft_config(source, init, *extra, **overrides) -> train.TrainConfig:
 
 
 def final_D(run) -> dict:
-    return load_file(str(train.latest_checkpoint(run) / "model_1.safetensors"))
+    return load_file(str(checkpoint.latest_checkpoint(run) / "model_1.safetensors"))
 
 
 def fresh_D(seed: int) -> dict:
@@ -56,7 +57,7 @@ def assert_same(a: dict, b: dict, skip=()):
 
 def sources(run, tmp_path):
     """Every kind of --init source, with the weights each must start G, G_ema and D from (None: a fresh D)."""
-    ckpt = train.latest_checkpoint(run)
+    ckpt = checkpoint.latest_checkpoint(run)
     G, D = load_file(str(ckpt / "model.safetensors")), load_file(str(ckpt / "model_1.safetensors"))
     G_ema = load_network(ckpt / "G_ema").state_dict()
     # a network folder as a converted official network is laid out: G_ema plus G.safetensors and D.safetensors
@@ -73,7 +74,7 @@ def test_each_kind_of_init_source_starts_the_weights(source_run, tmp_path):
     # With a learning rate of 0 a few training steps leave every weight where it started: the source's (but w_avg,
     # a running mean of w and no weight, which moves at lr 0 too).
     for i, (src, G, G_ema, D) in enumerate(sources(source_run, tmp_path)):
-        init = train.load_init(src)
+        init = checkpoint.load_init(src)
         log = []
         out = tmp_path / f"ft{i}"
         cfg = ft_config(src, init, base_lr=0.0, seed=3, kimg=0.032)
@@ -98,7 +99,7 @@ def test_an_official_pkl_is_an_init_source(tmp_path):
     import official
 
     pkl = ROOT / "tests" / "data" / "official-small.pkl"
-    init = train.load_init(pkl)
+    init = checkpoint.load_init(pkl)
     cfg, G, D, Gs = official.read_official(pkl)
     assert init.network == cfg.to_dict() and "official network" in init.description
     assert_same(init.G, G)
@@ -110,7 +111,7 @@ def test_an_official_pkl_is_an_init_source(tmp_path):
 
 
 def test_finetune_trains_at_full_resolution_with_augmentation_and_frozen_d(source_run, tmp_path):
-    init = train.load_init(source_run)
+    init = checkpoint.load_init(source_run)
     cfg = ft_config(source_run, init, "--diffaugment", "color,translation,cutout", "--freeze-d", "1")
     assert cfg.start_res == 16 and train.schedule(0, cfg).res == 16 and train.schedule(0, cfg).alpha == 1.0
     summary = train.train(cfg, tmp_path / "ft", init=init)
@@ -123,14 +124,14 @@ def test_finetune_trains_at_full_resolution_with_augmentation_and_frozen_d(sourc
 
 
 def test_finetuned_run_resumes_bit_identically(source_run, tmp_path):
-    init = train.load_init(source_run / "network")  # fresh D, so its init is part of what must match
+    init = checkpoint.load_init(source_run / "network")  # fresh D, so its init is part of what must match
     extra = ("--diffaugment", "color,translation,cutout", "--freeze-d", "1")
     full = train.train(ft_config(source_run, init, *extra, kimg=0.096), tmp_path / "a", init=init)
     half = train.train(ft_config(source_run, init, *extra, kimg=0.032), tmp_path / "b", init=init)
     assert half["cur_nimg"] == 32
     # the resumed run reads no --init: everything comes from the checkpoint
     resumed = train.train(ft_config(source_run, init, *extra, kimg=0.096), tmp_path / "b",
-                          resume=train.latest_checkpoint(tmp_path / "b"))
+                          resume=checkpoint.latest_checkpoint(tmp_path / "b"))
     assert_same(full["G"], resumed["G"])
     assert_same(full["G_ema"], resumed["G_ema"])
     assert_same(final_D(tmp_path / "a"), final_D(tmp_path / "b"))
@@ -147,27 +148,27 @@ def test_freeze_d_counts_blocks_from_the_image_side():
 
 def test_load_init_rejects_what_it_cannot_use(source_run, tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
-        train.load_init(tmp_path / "nope")
+        checkpoint.load_init(tmp_path / "nope")
     (tmp_path / "notes.safetensors").write_text("not a network")
     with pytest.raises(NetworkError, match="not a valid safetensors file"):
-        train.load_init(tmp_path / "notes.safetensors")
+        checkpoint.load_init(tmp_path / "notes.safetensors")
     empty = tmp_path / "00001-empty"
     (empty / "checkpoints").mkdir(parents=True)
     with pytest.raises(UsageError, match="no complete checkpoint"):
-        train.load_init(empty)
+        checkpoint.load_init(empty)
     # a D that does not fit the network
     bad = tmp_path / "bad"
     shutil.copytree(source_run / "network", bad)
     save_file({"out.weight": torch.zeros(3)}, str(bad / "D.safetensors"))
-    init = train.load_init(bad)
+    init = checkpoint.load_init(bad)
     with pytest.raises(NetworkError, match="its D weights do not match"):
-        train.load_init_weights(init, Generator(TINY), Generator(TINY), Discriminator(TINY))
+        checkpoint.load_init_weights(init, Generator(TINY), Generator(TINY), Discriminator(TINY))
     # network flags cannot change a network that --init gives
     with pytest.raises(UsageError, match="--resolution"):
-        train.make_config(train.parse_args(["--init", str(source_run), "--resolution", "32"]), train.load_init(source_run))
+        train.make_config(train.parse_args(["--init", str(source_run), "--resolution", "32"]), checkpoint.load_init(source_run))
     for flag in ("--mapping-layers", "--channel-base"):
         with pytest.raises(UsageError, match=flag):
-            train.make_config(train.parse_args(["--init", str(source_run), flag, "2"]), train.load_init(source_run))
+            train.make_config(train.parse_args(["--init", str(source_run), flag, "2"]), checkpoint.load_init(source_run))
 
 
 def test_cli_finetunes_a_folder_of_pngs_at_the_network_resolution(source_run, tmp_path):

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 import official
-from common import run_cli
-from model import PRESETS, Discriminator, Generator, NetworkError, count_params, load_network, main as model_main
+from checkpoint import load_network
+from common import NetworkError, run_cli
+from model import PRESETS, Discriminator, Generator, count_params
 from official_layout import discriminator_network, generator_network, write_pkl, write_random_pkl
 
 DATA = Path(__file__).parent / "data"
@@ -182,7 +183,7 @@ class RunsCommand:
 
 def cli_error(capsys, argv) -> str:
     with pytest.raises(SystemExit) as e:
-        run_cli(model_main, argv)
+        run_cli(official.main, argv)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
@@ -200,7 +201,7 @@ def test_pickle_that_runs_a_command_is_refused_before_it_runs(tmp_path, capsys, 
         write_pkl(path, Gn, Gn, Gn)
     with pytest.raises(NetworkError, match="system"):
         load_network(path)
-    err = cli_error(capsys, ["--convert", str(path), "--out", str(tmp_path / "out")])
+    err = cli_error(capsys, [str(path), "--out", str(tmp_path / "out")])
     assert "refusing" in err
     assert not target.exists()
     assert not (tmp_path / "out").exists()
@@ -218,13 +219,13 @@ def test_build_source_is_never_executed(tmp_path):
 def test_truncated_pickle_fails_in_one_line(tmp_path, capsys):
     path = tmp_path / "cut.pkl"
     path.write_bytes(PKL.read_bytes()[: PKL.stat().st_size // 2])
-    assert "truncated" in cli_error(capsys, ["--convert", str(path), "--out", str(tmp_path / "o")])
+    assert "truncated" in cli_error(capsys, [str(path), "--out", str(tmp_path / "o")])
 
 
 def test_pickle_of_something_else_fails_in_one_line(tmp_path, capsys):
     path = tmp_path / "other.pkl"
     path.write_bytes(pickle.dumps({"weights": np.zeros(3, np.float32)}))
-    assert "not an official StyleGAN" in cli_error(capsys, ["--convert", str(path), "--out", str(tmp_path / "o")])
+    assert "not an official StyleGAN" in cli_error(capsys, [str(path), "--out", str(tmp_path / "o")])
     with pytest.raises(NetworkError, match="not an official StyleGAN"):
         load_network(path)
 
@@ -237,7 +238,7 @@ def test_stylegan2_pickle_is_named_and_refused(tmp_path, capsys):
         nets.append(discriminator_network(state["static_kwargs"], dict(state["variables"])))
         nets[-1].state.update(version=4, build_func_name="G_main")
     write_pkl(path, *nets)
-    err = cli_error(capsys, ["--convert", str(path), "--out", str(tmp_path / "o")])
+    err = cli_error(capsys, [str(path), "--out", str(tmp_path / "o")])
     assert "StyleGAN2" in err and "not supported" in err
 
 
@@ -245,9 +246,9 @@ def test_convert_refuses_a_non_empty_out_folder(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert "not empty" in cli_error(capsys, ["--convert", str(PKL), "--out", str(out)])
+    assert "not empty" in cli_error(capsys, [str(PKL), "--out", str(out)])
     assert not (out / "model.safetensors").exists()
-    run_cli(model_main, ["--convert", str(PKL), "--out", str(out), "--force"])
+    run_cli(official.main, [str(PKL), "--out", str(out), "--force"])
     assert (out / "notes.txt").read_text() == "mine" and load_network(out).cfg.resolution == 32
 
 
@@ -272,7 +273,7 @@ def test_generate_truncates_an_official_network_by_default(converted, tmp_path):
 def test_configurations_we_cannot_represent_are_refused_in_one_line(tmp_path, capsys, kw, message):
     path = tmp_path / "n.pkl"
     write_random_pkl(path, dict(CONFIG, resolution=8, **kw))
-    assert message in cli_error(capsys, ["--convert", str(path), "--out", str(tmp_path / "o")])
+    assert message in cli_error(capsys, [str(path), "--out", str(tmp_path / "o")])
 
 
 def test_a_network_saved_mid_growth_is_refused(tmp_path):
@@ -291,9 +292,9 @@ def test_metrics_never_truncate_an_official_network(converted):
     import metrics
 
     Gs = load_network(converted["G"])
-    _, img = metrics.generate_images(Gs, np.arange(3), seed=0, stream=0, device="cpu")
+    _, img = metrics.stream_samples(Gs, np.arange(3), seed=0, stream=0, device="cpu")
     Gs.cfg = dataclasses.replace(Gs.cfg, default_psi=1.0)
-    _, untruncated = metrics.generate_images(Gs, np.arange(3), seed=0, stream=0, device="cpu")
+    _, untruncated = metrics.stream_samples(Gs, np.arange(3), seed=0, stream=0, device="cpu")
     assert torch.equal(img, untruncated)
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import checkpoint
 import train
 from common import UsageError
 from conftest import ROOT, TINY, write_random_pngs
@@ -130,7 +131,7 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     full = train.train(tiny_config(), tmp_path / "a")
     half = train.train(tiny_config(kimg=0.096), tmp_path / "b")  # stops mid-fade, at a checkpoint
     assert half["cur_nimg"] == 96
-    resumed = train.train(tiny_config(), tmp_path / "b", resume=train.latest_checkpoint(tmp_path / "b"))
+    resumed = train.train(tiny_config(), tmp_path / "b", resume=checkpoint.latest_checkpoint(tmp_path / "b"))
     for k, v in full["G_ema"].items():
         assert torch.equal(v, resumed["G_ema"][k]), k
     for k, v in full["G"].items():
@@ -149,7 +150,7 @@ def test_resume_with_lazy_r1_equals_uninterrupted_run(tmp_path):
     """R1 every 4th step: a run resumed after 6 steps applies it on the steps the uninterrupted run does."""
     full = train.train(tiny_config(r1_interval=4), tmp_path / "a")
     train.train(tiny_config(r1_interval=4, kimg=0.096), tmp_path / "b")
-    resumed = train.train(tiny_config(r1_interval=4), tmp_path / "b", resume=train.latest_checkpoint(tmp_path / "b"))
+    resumed = train.train(tiny_config(r1_interval=4), tmp_path / "b", resume=checkpoint.latest_checkpoint(tmp_path / "b"))
     for name in ("G", "D"):
         for k, v in full[name].items():
             assert torch.equal(v, resumed[name][k]), (name, k)
@@ -169,7 +170,7 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkey
     with pytest.raises(UsageError, match=r"loss became .*nan.* the last good checkpoint is .*ckpt-000000048"):
         train.main(args)
     run = next(tmp_path.iterdir())
-    good = train.latest_checkpoint(run)
+    good = checkpoint.latest_checkpoint(run)
     assert json.loads((good / "state.json").read_text())["cur_nimg"] == 48
     G = load_network(run / "network")
     assert all(torch.isfinite(v).all() for v in G.state_dict().values())
@@ -268,7 +269,7 @@ def two_checkpoints(tmp_path_factory):
     """A run stopped at 128 images with checkpoints at 64 and 128 (the tiny config, snapshots every 64 images)."""
     run = tmp_path_factory.mktemp("ckpts") / "run"
     train.train(tiny_config(kimg=0.128, snap_kimg=0.064), run)
-    assert [c.name for c in train.list_checkpoints(run)] == ["ckpt-000000064", "ckpt-000000128"]
+    assert [c.name for c in checkpoint.list_checkpoints(run)] == ["ckpt-000000064", "ckpt-000000128"]
     return run
 
 
@@ -306,9 +307,9 @@ def _flip_last_byte_of_first_member(data: bytes) -> bytes:
 ])
 def test_verify_checkpoint_names_the_damaged_file(two_checkpoints, tmp_path, name, damage, problem):
     ckpt = _copy_run(two_checkpoints, tmp_path / "run") / "checkpoints" / "ckpt-000000128"
-    assert train.verify_checkpoint(ckpt) == {}
+    assert checkpoint.verify_checkpoint(ckpt) == {}
     damage(ckpt / name)
-    problems = train.verify_checkpoint(ckpt)
+    problems = checkpoint.verify_checkpoint(ckpt)
     assert list(problems) == [name] and problem in problems[name], problems
 
 
@@ -322,7 +323,7 @@ def test_pickled_code_in_a_checkpoint_is_not_run(two_checkpoints, tmp_path):
             return (marker.write_text, ("pwned",))
 
     torch.save({"random_state": Payload()}, ckpt / "random_states_0.pkl")
-    problems = train.verify_checkpoint(ckpt)
+    problems = checkpoint.verify_checkpoint(ckpt)
     assert "random_states_0.pkl" in problems and not marker.exists()
 
 
@@ -356,8 +357,8 @@ def test_unreadable_rng_states_stop_the_resume_unless_allowed(two_checkpoints, t
     assert "\n" not in str(e.value)
     # a run folder resumes exactly from the older, intact checkpoint, or knowingly from the newest one
     warnings = []
-    assert train.resume_checkpoint(run, warn=warnings.append).name == "ckpt-000000064"
-    assert train.resume_checkpoint(run, allow_inexact=True, warn=warnings.append) == newest
+    assert checkpoint.resume_checkpoint(run, warn=warnings.append).name == "ckpt-000000064"
+    assert checkpoint.resume_checkpoint(run, allow_inexact=True, warn=warnings.append) == newest
     assert "random_states_0.pkl" in warnings[0] and "not bit-identically" in warnings[1]
     capsys.readouterr()
     summary = train.main(["--resume", str(newest), "--kimg", "0.192", "--allow-inexact-resume"])
@@ -383,22 +384,22 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(two_checkpoints, t
     assert "\n" not in str(e.value) and f"--resume {run}" in str(e.value)
     monkeypatch.setattr(torch, "save", real_save)
     assert sorted(c.name for c in (run / "checkpoints").iterdir()) == ["ckpt-000000064", "ckpt-000000128"]
-    assert train.verify_checkpoint(run / "checkpoints" / "ckpt-000000128") == {}
+    assert checkpoint.verify_checkpoint(run / "checkpoints" / "ckpt-000000128") == {}
     assert load_network(run / "network").meta["kimg"] == pytest.approx(0.128)
 
     # the network's writer fails next: the new checkpoint is complete, the previous network stays
-    real_save_network = train.save_network
+    real_save_network = checkpoint.save_network
 
     def network_writer_fills_the_disk(G, folder, extra=None):
         if Path(folder).name == "network":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder))
         return real_save_network(G, folder, extra)
 
-    monkeypatch.setattr(train, "save_network", network_writer_fills_the_disk)
+    monkeypatch.setattr(checkpoint, "save_network", network_writer_fills_the_disk)
     with pytest.raises(UsageError, match=r"could not write .*network \(No space left on device\).*\. The network "
                                          r"stays loadable and ckpt-000000192 is complete"):
         train.main(["--resume", str(run), "--kimg", "0.256"])
-    monkeypatch.setattr(train, "save_network", real_save_network)
+    monkeypatch.setattr(checkpoint, "save_network", real_save_network)
     assert sorted(c.name for c in (run / "checkpoints").iterdir()) == ["ckpt-000000128", "ckpt-000000192"]
     assert load_network(run / "network").meta["kimg"] == pytest.approx(0.128)
 
@@ -424,13 +425,13 @@ def test_channel_flags_widen_the_preset_network():
 def test_run_folders_are_claimed_by_creating_them(tmp_path, monkeypatch):
     """Two runs started at once under one name must not share a folder: the one that finds its folder taken between
     counting and creating numbers itself again."""
-    first = train.next_run_dir(tmp_path / "runs", "synthetic-32-cpu")
+    first = checkpoint.next_run_dir(tmp_path / "runs", "synthetic-32-cpu")
     assert first.name == "00000-synthetic-32-cpu" and first.is_dir()
-    assert train.next_run_dir(tmp_path / "runs", "synthetic-32-cpu").name == "00001-synthetic-32-cpu"
+    assert checkpoint.next_run_dir(tmp_path / "runs", "synthetic-32-cpu").name == "00001-synthetic-32-cpu"
     counts = iter([[], [0, 1]])  # the first count misses both folders, as if another run created them meanwhile
-    real = train.run_ids
-    monkeypatch.setattr(train, "run_ids", lambda outdir: next(counts, None) or real(outdir))
-    assert train.next_run_dir(tmp_path / "runs", "synthetic-32-cpu").name == "00002-synthetic-32-cpu"
+    real = checkpoint.run_ids
+    monkeypatch.setattr(checkpoint, "run_ids", lambda outdir: next(counts, None) or real(outdir))
+    assert checkpoint.next_run_dir(tmp_path / "runs", "synthetic-32-cpu").name == "00002-synthetic-32-cpu"
 
 
 def test_compile_trains_as_the_eager_step_does(tmp_path):

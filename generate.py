@@ -11,9 +11,11 @@
 
 A seed means the same image on every device and at every batch size: z comes from numpy's RandomState(seed), the
 noise is the network's fixed ('const') noise by default or is drawn on the CPU from the seed ('random'), and on the
-CPU the network runs in float64 (--dtype), because float32 matrix-vector products (batch 1-3) round differently from
-the matrix-matrix products of larger batches and move a pixel by one level now and then. On a GPU the images of a
-seed agree to float32 rounding across devices and batch sizes, not bit for bit.
+CPU a network below 256x256 runs in float64 (--dtype), because float32 matrix-vector products (batch 1-3) round
+differently from the matrix-matrix products of larger batches and move a pixel by one level now and then. From
+256x256 up float64 costs 4-6 times float32 on a CPU (docs/performance.md), so there the default is float32: a
+seed's images then agree across batch sizes to float32 rounding, and `--dtype float64` makes them bit-identical
+again. On a GPU the images of a seed agree to float32 rounding across devices and batch sizes, not bit for bit.
 
 The figure functions (`grid_figure`, `style_mixing_figure`, `noise_figure`, `truncation_figure`,
 `interpolation_frames`) take a generator and plain arguments and return a PIL image (or uint8 frames); a figure's
@@ -95,13 +97,36 @@ def parse_styles(text: str, num_ws: int, resolution: int) -> list[tuple[str, int
 # Generating: seeds -> w -> images, batch by batch
 
 
+DTYPES = ("auto", "float32", "float64", "bfloat16")
+EXACT_BELOW = 256  # 'auto' renders in float64 on a CPU below this resolution: float64 costs 3-7x float32 on a CPU
+
+
+def render_dtype(G: Generator, device: torch.device | str, dtype: str = "auto") -> str:
+    """What 'auto' means: on a CPU float64 below 256x256, so that batch size cannot change a pixel (see the module
+    docstring), float32 from 256x256 up and on a GPU. bfloat16 is an option, not a default: on a CPU with bf16
+    arithmetic it renders the 32x32 reference network 1.3x faster (batch 50) at 0.23 levels of 255 from float32 on
+    average, but random 256x256 and 1024x1024 networks at 1.7 and 2.0 (docs/performance.md)."""
+    if dtype != "auto":
+        return dtype
+    if torch.device(device).type == "cpu" and G.cfg.resolution < EXACT_BELOW:
+        return "float64"
+    return "float32"
+
+
 def load_generator(path: str | Path, device: torch.device | str = "cpu", dtype: str = "auto") -> Generator:
-    """load_network, by default ('auto') in float64 on the CPU so that batch size cannot change a pixel (see the
-    module docstring; it costs 2-3x the time of float32 there) and in float32 elsewhere."""
+    """load_network in the precision `dtype` (render_dtype): float32 and float64 weights as named, bfloat16 as
+    float32 weights run under bf16 autocast (G.render_dtype, which synthesize and render_precision apply)."""
     G = load_network(path, device)
-    if dtype == "auto":
-        dtype = "float64" if torch.device(device).type == "cpu" else "float32"
-    return G.to(getattr(torch, dtype))
+    dtype = render_dtype(G, device, dtype)
+    G = G.to(torch.float64 if dtype == "float64" else torch.float32)
+    G.render_dtype = torch.bfloat16 if dtype == "bfloat16" else None
+    return G
+
+
+def render_precision(G: Generator):
+    """The autocast of G's rendering precision (a no-op unless load_generator chose bfloat16)."""
+    dtype = getattr(G, "render_dtype", None)
+    return torch.autocast(_where(G)[0].type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 def _where(G: Generator) -> tuple[torch.device, torch.dtype]:
@@ -121,7 +146,7 @@ def synthesize(G: Generator, ws: torch.Tensor, noise_mode: str = "const", noise_
         raise ValueError("noise_mode='random' needs one noise seed per image")
     device, dtype = _where(G)
     out = []
-    with tqdm(total=len(ws), unit="img", desc=desc, disable=not progress, leave=False) as bar:
+    with tqdm(total=len(ws), unit="img", desc=desc, disable=not progress, leave=False) as bar, render_precision(G):
         for i in range(0, len(ws), batch):
             chunk = None
             if noise is not None:
@@ -539,8 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--batch", type=int_at_least(1), default=16, help="images per forward pass (default 16)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
-    p.add_argument("--dtype", choices=("auto", "float32", "float64"), default="auto",
-                   help="auto: float64 on the CPU (a seed's pixels then never depend on --batch), else float32")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="auto: on the CPU float64 below 256x256 (a seed's pixels then never depend on --batch), "
+                        "else float32; bfloat16: float32 weights under bf16 autocast (fast where the CPU has bf16)")
     p.add_argument("--upscale", type=int_at_least(1), help="figures: enlarge each image N times (default: to >= 128 px)")
     g = p.add_argument_group("style mixing (--figure mixing)")
     g.add_argument("--rows", help="A source seeds (left column)")

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import common
+import checkpoint
 import demo
 from common import UsageError, run_cli
 from conftest import TINY, make_tiny_generator
@@ -320,7 +321,7 @@ def photo_setup(tmp_path_factory):
     Image.fromarray(np.random.RandomState(1).randint(0, 255, (30, 50, 3), np.uint8)).save(photo)
     blocks = demo.build_demo({"00000-tiny": folder}, "cpu")
     url = demo.launch_demo(blocks, port=_free_port(), block=False)
-    yield url, photo, G
+    yield url, photo, checkpoint.load_network(folder)  # the network as the app loads it (channels_last on a CPU)
     blocks.close()
 
 

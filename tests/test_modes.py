@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -33,6 +34,7 @@ def image_files(paths) -> list:
 @pytest.mark.parametrize("argv", [
     ["--seeds", "0-3", "--grid"],
     ["--seeds", "0-1", "--trunc", "0.7", "--noise-mode", "random"],
+    ["--seeds", "0-1", "--dtype", "bfloat16", "--batch", "2"],
     ["--seeds", "0-1", "--edit", "smiling=2", "--edit-layers", "coarse"],
     ["--figure", "mixing", "--rows", "1-2", "--cols", "3-4"],
     ["--figure", "mixing", "--rows", "1", "--cols", "3", "--styles", "0-3"],
@@ -158,3 +160,15 @@ def test_studies(trained_network, tmp_path):
                       "--seeds", "0", "--grid", str(grid)])
     assert set(r) == {"base (no tuning)", "ft-100"} and all(math.isfinite(v[0]) for v in r.values())
     assert image_files([grid])
+
+
+def test_bfloat16_rendering_stays_within_a_level_of_float32(trained_network):
+    """--dtype bfloat16 (bf16 autocast): on a trained network its pixels are on average under one level of 255 from
+    float32's (docs/performance.md), and it keeps float32 weights."""
+    seeds = list(range(16))
+    G32 = generate.load_generator(trained_network, dtype="float32")
+    Gbf = generate.load_generator(trained_network, dtype="bfloat16")
+    assert Gbf.render_dtype == torch.bfloat16 and next(Gbf.parameters()).dtype == torch.float32
+    a = generate.generate_images(G32, seeds).astype(np.float64)
+    b = generate.generate_images(Gbf, seeds).astype(np.float64)
+    assert 0 < np.abs(a - b).mean() < 1.0

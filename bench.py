@@ -7,6 +7,7 @@
     python bench.py --preset ffhq256 --device cuda --sections training --resolution 256   # one table
     python bench.py --sections data                 # images/s of data loading: synthetic, folders, the cache
     python bench.py --train-memory ~/a ~/b          # peak memory per process and time to the first step
+    python bench.py --preset ffhq256 --sections memory --resolution 256   # a step's peak with --batch-gpu 4 and without
 
 What it measures, per preset and device:
   * peak: a large matmul and a large convolution in each precision, and memory bandwidth (a large tensor copy),
@@ -17,6 +18,8 @@ What it measures, per preset and device:
     R1 every step, G: non-saturating loss with style mixing, w_avg and EMA updates), at each resolution of the
     preset's progressive schedule;
   * D's R1 step with ops.py's convolutions against PyTorch's, side by side;
+  * the peak memory of one training step with the preset's batch, whole and with train.py --batch-gpu 4, each in a
+    fresh process;
   * PPL and FID sample throughput through metrics.py's own functions;
   * data loading: rendering synthetic faces, DataLoaders, a folder decoded into the cache, cache reads;
   * peak memory (CPU RSS high-water mark, GPU max allocated) and FLOPs per image (torch.utils.flop_counter).
@@ -287,21 +290,22 @@ def bench_config(cfg: NetworkConfig, train_preset: str = "cpu", **overrides) -> 
 @contextlib.contextmanager
 def training_step(cfg: NetworkConfig, res: int, batch: int, device: torch.device, dtype: torch.dtype = torch.float32,
                   gamma: float = 10.0, r1: bool = True, channels_last: bool = False, train_preset: str = "cpu",
-                  real: torch.Tensor | None = None, compile: bool = False, impl: str = "custom"):
+                  real: torch.Tensor | None = None, compile: bool = False, impl: str = "custom",
+                  batch_gpu: int | None = None):
     """train.py's TrainStep at `res` (fade-in alpha 1) with the preset's settings, as a function of no arguments that
-    runs one iteration per call. Real images are random tensors (or `real`): data loading is not measured.
+    runs one iteration per call. Real images are random uint8 tensors (or `real`): data loading is not measured.
     r1=False trains with gamma 0, so no R1 at all (the "R1 none" rows). compile: train.py --compile. impl: the
     layers' convolutions ("custom", the default, or "native": see ops.py)."""
     if real is None:  # drawn from its own generator: the step's random numbers are those train() would draw
         gen = torch.Generator(device).manual_seed(0)
-        real = torch.rand(batch, cfg.img_channels, res, res, device=device, generator=gen) * 2 - 1
+        real = torch.randint(0, 256, (batch, cfg.img_channels, res, res), device=device, generator=gen,
+                             dtype=torch.uint8)
     tcfg = bench_config(cfg, train_preset, gamma=gamma if r1 else 0.0, r1_interval=1, channels_last=channels_last,
-                        mixed_precision=PRECISIONS[dtype], compile=compile)
+                        mixed_precision=PRECISIONS[dtype], compile=compile, batch_gpu=batch_gpu)
     with accelerator(device, dtype) as accel:
         G, D, G_ema, opt_G, opt_D = train.make_networks(tcfg, accel)
         step = train.TrainStep(tcfg, accel, G, D, G_ema, opt_G, opt_D)
-        layout = torch.channels_last if channels_last else torch.contiguous_format
-        real = real.to(accel.device).contiguous(memory_format=layout)
+        real = real.to(accel.device)
         phase = train.Phase(res, 1.0, batch, tcfg.lr_at(res), None)
         steps = itertools.count()
 
@@ -335,6 +339,38 @@ def train_step_throughput(cfg: NetworkConfig, res: int, batch: int, device: torc
         t, reps = timed(step, device, min_time=min_time, min_reps=iters, max_reps=iters, warmup=0)
     return {"img_s": batch / t, "sec_per_kimg": 1000 * t / batch, "flops_per_img": flops / batch, "reps": reps,
             "mem_mb": peak_memory_mb(device), "compile_s": compile_s if compile else 0.0}
+
+
+def step_memory(preset: str, res: int, batch_gpu: int | None, device: torch.device, out: str) -> None:
+    """One fp32 training step of `preset` at `res` with the preset's global batch (all of it in this process),
+    held whole or in slices of `batch_gpu` (train.py --batch-gpu); writes to `out` as JSON the peak memory of the
+    step (from a reset after the networks, Adam states included, exist), the process's peak and the step's time."""
+    cfg = PRESETS[preset]
+    batch = train.preset_config(preset).batch_at(res)
+    with training_step(cfg, res, batch, device, train_preset=preset, batch_gpu=batch_gpu) as step:
+        sync(device)
+        before = current_memory_mb(device)
+        reset_peak_memory(device)
+        t0 = time.perf_counter()
+        step()
+        sync(device)
+        seconds = time.perf_counter() - t0
+    Path(out).write_text(json.dumps({"batch": batch, "before_mb": before, "step_peak_mb": peak_memory_mb(device),
+                                     "process_peak_mb": process_peak_mb(device), "sec_per_kimg": 1000 * seconds / batch}))
+
+
+def current_memory_mb(device: torch.device) -> float:
+    """What the process holds now: the CUDA allocator's allocated bytes, or the resident set (VmRSS) on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    return proc_kib("/proc/self/status", ("VmRSS",)).get("VmRSS", 0) / 2**20
+
+
+def process_peak_mb(device: torch.device) -> float:
+    """The process's peak since it started: the CUDA allocator's reserved peak, or ru_maxrss on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_reserved(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def d_r1_step(cfg: NetworkConfig, res: int, batch: int, device: torch.device, dtype: torch.dtype = torch.float32,
@@ -857,6 +893,32 @@ class Bench:
         self.log(live_row(row, self.TRAINING_COLUMNS, len(rows) == 1))
         return row
 
+    MEMORY = "Peak memory of one training step: the whole batch in one process, and train.py --batch-gpu 4"
+
+    def step_memory(self, preset: str, resolutions: list[int], batch_gpus=(None, 4)) -> None:
+        """A step's peak memory at each resolution, with each --batch-gpu, each in a fresh process (so that no
+        allocator cache of an earlier row hides a peak)."""
+        rows = self.table(self.MEMORY, ["preset", "res", "batch", "batch-gpu", "precision", "before step MiB",
+                                        "step peak MiB", "step adds MiB", "process peak MiB", "sec/kimg"])
+        for res in resolutions:
+            for batch_gpu in batch_gpus:
+                with tempfile.TemporaryDirectory() as tmp:
+                    out = Path(tmp) / "step.json"
+                    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--threads",
+                                           str(torch.get_num_threads()), "--probe-step", preset, str(res),
+                                           str(batch_gpu or 0), self.device.type, str(out)],
+                                          capture_output=True, text=True)
+                    if proc.returncode:
+                        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                        self.note(f"memory {preset} {res}^2 batch-gpu {batch_gpu}: failed ({last[:120]})")
+                        continue
+                    r = json.loads(out.read_text())
+                row = {"preset": preset, "res": res, "batch": r["batch"], "batch-gpu": batch_gpu or "-",
+                       "precision": "fp32", "before step MiB": r["before_mb"], "step peak MiB": r["step_peak_mb"],
+                       "step adds MiB": r["step_peak_mb"] - r["before_mb"], "process peak MiB": r["process_peak_mb"], "sec/kimg": r["sec_per_kimg"]}
+                rows.append(row)
+                self.log(live_row(row, list(row), len(rows) == 1))
+
     def lazy_r1_note(self, train_preset: str, none: dict, full: dict) -> None:
         """Lazy R1 every 16 steps (StyleGAN2), estimated from a step's "R1 none" and "every step" rows."""
         lazy = (15 * none["sec/kimg"] + full["sec/kimg"]) / 16
@@ -1013,7 +1075,7 @@ def environment(device: torch.device, argv: list[str]) -> dict:
     }
 
 
-SECTIONS = ("inference", "r1", "training", "metrics", "data")
+SECTIONS = ("inference", "r1", "training", "memory", "metrics", "data")
 
 
 def run(presets: list[str], device: torch.device, quick: bool = False, log=print, sections=SECTIONS,
@@ -1049,6 +1111,12 @@ def run(presets: list[str], device: torch.device, quick: bool = False, log=print
             elif res_t:
                 bench.training(preset, resolutions=res_t, **dict(batch_cap=2, iters=1) if cpu_big else
                                dict(iters=1 if quick else 3))
+        if "memory" in sections and preset in TRAIN_PRESETS:
+            res_m = keep([cfg.resolution]) or [cfg.resolution]
+            if device.type == "cpu" and preset == "ffhq1024":
+                bench.note("memory ffhq1024: not measured on the CPU (hours per step); run on a GPU")
+            else:
+                bench.step_memory(preset, res_m[:1] if quick else res_m)
         if "metrics" in sections:
             if device.type == "cpu" and preset != "cpu":
                 bench.note(f"metric throughput for {preset}: not measured on the CPU (time budget)")
@@ -1095,7 +1163,8 @@ def parse_args(argv=None):
                    help="--train-memory: runs of each (the first may build the data cache; default 2)")
     g.add_argument("--train-args", default="", metavar="ARGS",
                    help="--train-memory: more train.py options, in quotes (e.g. '--preset ffhq256')")
-    g.add_argument("--probe-train", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # OUT TRAIN_ARGS...: a run
+    g.add_argument("--probe-train", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    g.add_argument("--probe-step", nargs=5, help=argparse.SUPPRESS)  # PRESET RES BATCH_GPU DEVICE OUT: one step  # OUT TRAIN_ARGS...: a run
     return p.parse_args(argv)
 
 
@@ -1104,6 +1173,11 @@ def main(argv=None):
     args = parse_args(argv)
     if args.probe_train:  # one training run of --train-memory, in a process of its own
         return probe_training(args.probe_train[0], args.probe_train[1:])
+    if args.probe_step:  # one row of the memory table, in a process of its own
+        preset, res, batch_gpu, device, out = args.probe_step
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return step_memory(preset, int(res), int(batch_gpu) or None, torch.device(device), out)
     if args.train_memory:
         rows = train_memory(args.train_memory, args.procs, args.runs, extra=shlex.split(args.train_args))
         print(render(rows, list(rows[0])))

@@ -29,7 +29,7 @@ from accelerate.utils import broadcast_object_list
 from accelerate.utils import load as accelerate_load
 from PIL import Image
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import model
 import official
@@ -132,7 +132,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-RNG_STATE_PREFIX = "random_states_"  # Accelerate's per-process RNG files: random_states_<rank>.pkl
+RNG_STATE_PREFIX = "random_states_"
+PROCESS_STATE_PREFIX = "process_state_"  # save_checkpoint's process_state: process_state_<rank>.safetensors  # Accelerate's per-process RNG files: random_states_<rank>.pkl
 
 
 def verify_checkpoint(ckpt: Path, processes: int = 1) -> dict[str, str]:
@@ -147,7 +148,8 @@ def verify_checkpoint(ckpt: Path, processes: int = 1) -> dict[str, str]:
     succeed: Accelerate skips an unreadable RNG file silently.
     """
     problems = {}
-    for name in ("model.safetensors", "model_1.safetensors", "G_ema/model.safetensors"):  # G, D, G_ema
+    extra = sorted(p.name for p in ckpt.glob(f"{PROCESS_STATE_PREFIX}*.safetensors"))  # --batch-gpu runs only
+    for name in ("model.safetensors", "model_1.safetensors", "G_ema/model.safetensors", *extra):  # G, D, G_ema
         f = ckpt / name
         if not f.is_file():
             problems[name] = "is missing"
@@ -291,27 +293,30 @@ def save_grid(images: np.ndarray, path: Path, cols: int) -> np.ndarray:
 
 
 def start_run_folder(run_dir: Path, config: dict, dataset, accel) -> None:
-    """The main process writes config.json and a grid of the first reals, and starts the tensorboard logs."""
+    """The main process writes config.json and a grid of the first reals."""
     if not accel.is_main_process:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    accel.init_trackers("logs")
     reals = torch.stack([dataset[i][0] for i in range(min(32, len(dataset)))])
     save_grid(reals.permute(0, 2, 3, 1).numpy(), run_dir / "reals.png", cols=8)
 
 
-def load_checkpoint_state(accel, resume: Path, G_ema: Generator) -> tuple[int, dict, tuple | None]:
+def load_checkpoint_state(accel, resume: Path, G_ema: Generator) -> tuple[int, dict, tuple | None, dict]:
     """Models, optimizers and RNG states (weights-only loading) from `resume`; returns cur_nimg, the run's timing
-    stats and the phase the Adam states belong to."""
+    stats, the phase the Adam states belong to and this process's extra tensors (save_checkpoint's
+    process_state)."""
     accel.load_state(str(resume))
     G_ema.load_state_dict(load_network(resume / "G_ema").state_dict())
     state = json.loads((resume / "state.json").read_text())
-    return state["cur_nimg"], state["stats"], tuple(state["phase_key"]) if state.get("phase_key") else None
+    extra = resume / f"{PROCESS_STATE_PREFIX}{accel.process_index}.safetensors"
+    return (state["cur_nimg"], state["stats"], tuple(state["phase_key"]) if state.get("phase_key") else None,
+            load_file(str(extra)) if extra.is_file() else {})
 
 
 def save_checkpoint(accel, run_dir: Path, G_ema: Generator, G_raw, D_raw, cur_nimg: int, stats: dict,
-                    opt_key: tuple | None, keep: int, network_info: dict, final: bool = False) -> None:
+                    opt_key: tuple | None, keep: int, network_info: dict, final: bool = False,
+                    process_state: dict | None = None) -> None:
     """Every process calls save_state into a temporary folder; the main process adds G_ema and the JSON state,
     renames it into place, and only then deletes the checkpoints beyond the newest `keep` and rewrites the network
     (with `network_info` in its metadata). A failed write (a full disk) removes the partial folder and stops the
@@ -327,6 +332,9 @@ def save_checkpoint(accel, run_dir: Path, G_ema: Generator, G_raw, D_raw, cur_ni
     need = 3 * fp32_bytes(G_raw, D_raw) + fp32_bytes(G_ema)  # G and D with two Adam moments each, G_ema
     try:
         accel.save_state(str(tmp))
+        if process_state:  # every process's own tensors beside its RNG states (the --batch-gpu slices' streams)
+            save_file({k: v.contiguous() for k, v in process_state.items()},
+                      str(tmp / f"{PROCESS_STATE_PREFIX}{accel.process_index}.safetensors"))
         if main:
             save_network(G_ema, tmp / "G_ema")
             (tmp / "state.json").write_text(json.dumps({"cur_nimg": cur_nimg, "stats": stats, "phase_key": opt_key}) + "\n")

@@ -9,18 +9,22 @@ into one cache file on disk (see "The on-disk cache" below), which every process
 reads that one copy and box-downsamples batches for lower progressive-growing stages, so no per-resolution copies
 are needed.
 
+    python data.py ~/images --resolution 256 --preview grid.png   # a report on a data set, and its cache built
+
 Loading speed and training memory are measured by bench.py (`--sections data`, `--train-memory`).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import itertools
 import os
 import re
 import shutil
 import sys
 import tempfile
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,7 +33,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from common import DataError
+from checkpoint import save_grid
+from common import ArgumentParser, DataError, int_at_least, run_cli
 from faces import ATTRIBUTES, SYNTHETIC_RES, render_faces, render_faces_labels
 
 SYNTHETIC_DEFAULT_SIZE = 50_000  # like FFHQ's 70k: enough that a 25M-image run sees each face ~500 times
@@ -514,3 +519,139 @@ def make_dataset(source: str = "synthetic", resolution: int = 32, *, mirror: boo
     res = _check_resolution(resolution, synthetic=False)
     return _real_dataset(source, res, mirror=mirror, max_images=max_images, pad=pad, split=split,
                          image_column=image_column, label_columns=label_columns, cache_dir=cache_dir, stream=stream)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The data report: python data.py FOLDER --resolution R
+
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _image_files(source: Path) -> list[tuple[str, callable]]:
+    """(name, read bytes) of every image file in a folder (recursive) or a zip, in sorted order."""
+    if source.is_dir():
+        paths = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        return [(str(p.relative_to(source)), p.read_bytes) for p in paths]
+    if source.suffix.lower() == ".zip":
+        with zipfile.ZipFile(source) as z:
+            names = sorted(n for n in z.namelist() if Path(n).suffix.lower() in IMAGE_EXTENSIONS)
+        return [(n, lambda n=n: _zip_member(source, n)) for n in names]
+    raise DataError(f"{source} is neither a folder nor a .zip: the report reads local images")
+
+
+def _zip_member(path: Path, name: str) -> bytes:
+    with zipfile.ZipFile(path) as z:
+        return z.read(name)
+
+
+def inspect_images(source: str | Path) -> dict:
+    """Every image file of a folder or zip, opened and measured: counts, sizes, modes, alpha, duplicates, and the
+    files that could not be read, with why. Reads only; writes nothing."""
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise DataError(f"{source} does not exist: pass a folder of images or a .zip")
+    files = _image_files(source)
+    if not files:
+        raise DataError(f"no image files under {source}: expected {', '.join(IMAGE_EXTENSIONS)}")
+    sizes, modes, alpha, skipped, by_hash = [], {}, 0, [], {}
+    for name, read in tqdm(files, desc="reading", unit="img", disable=None, leave=False):
+        raw = read()
+        try:
+            with Image.open(io.BytesIO(raw)) as im:
+                im.load()
+                size, mode = im.size, im.mode
+                has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info)
+        except Exception as e:  # PIL raises many types for a bad file
+            skipped.append((name, _first_line(e)))
+            continue
+        sizes.append(size)
+        kind = "greyscale" if mode in GREY_MODES else "colour"
+        modes[kind] = modes.get(kind, 0) + 1
+        alpha += has_alpha
+        by_hash.setdefault(hashlib.sha1(raw).hexdigest(), []).append(name)
+    return {"source": str(source), "found": len(files), "sizes": sizes, "modes": modes, "alpha": alpha,
+            "skipped": skipped, "duplicates": [names for names in by_hash.values() if len(names) > 1]}
+
+
+def report_lines(info: dict, resolution: int, pad: bool) -> list[str]:
+    """The report as lines; each problem of the data is one line starting with 'warning:'."""
+    sizes, n = np.array(info["sizes"] or [(0, 0)]), len(info["sizes"])
+    lines = [f"{info['source']}: {info['found']} image files, {n} read, {len(info['skipped'])} skipped"]
+    for name, why in info["skipped"][:10]:
+        lines.append(f"  skipped {name}: {why}")
+    if len(info["skipped"]) > 10:
+        lines.append(f"  ... and {len(info['skipped']) - 10} more skipped")
+    if not n:
+        return lines + ["warning: no file could be read as an image: nothing to train on"]
+    short, w, h = sizes.min(1), sizes[:, 0], sizes[:, 1]
+    lines.append(f"sizes: shorter side {short.min()} to {short.max()} px (median {int(np.median(short))}); "
+                 f"{len({tuple(s) for s in info['sizes']})} distinct sizes")
+    small = int((short < resolution).sum())
+    if small:
+        lines.append(f"warning: {small} of {n} images are smaller than {resolution}x{resolution} (the smallest "
+                     f"{w[short.argmin()]}x{h[short.argmin()]}): they will be upscaled and look blurry")
+    ratio = np.maximum(w, h) / np.maximum(np.minimum(w, h), 1)
+    odd = ratio > 1.01
+    if odd.any():
+        if pad:
+            lost = 1 - (w * h) / np.maximum(w, h) ** 2
+            lines.append(f"warning: {int(odd.sum())} of {n} images are not square (up to {ratio.max():.2f}:1): "
+                         f"--pad fills {lost[odd].mean():.0%} of each on average with black")
+        else:
+            lost = 1 - np.minimum(w, h) ** 2 / (w * h)
+            lines.append(f"warning: {int(odd.sum())} of {n} images are not square (up to {ratio.max():.2f}:1): the "
+                         f"centre crop cuts {lost[odd].mean():.0%} of each on average (up to {lost.max():.0%}); "
+                         "--pad keeps it all")
+    else:
+        lines.append("aspect: every image is square")
+    grey, colour = info["modes"].get("greyscale", 0), info["modes"].get("colour", 0)
+    lines.append(f"modes: {colour} colour, {grey} greyscale, {info['alpha']} with alpha")
+    if grey and colour:
+        lines.append(f"warning: {grey} greyscale images among {colour} colour ones: they train as grey RGB")
+    if info["alpha"]:
+        lines.append(f"warning: {info['alpha']} images have an alpha channel: transparent pixels become white")
+    dups = info["duplicates"]
+    if dups:
+        extra = sum(len(d) - 1 for d in dups)
+        lines.append(f"warning: {extra} exact duplicates in {len(dups)} groups (e.g. {', '.join(dups[0][:3])}): "
+                     "the trainer sees them more often than the others")
+    else:
+        lines.append("duplicates: none (by content hash)")
+    return lines
+
+
+def main(argv=None) -> dict:
+    parser = ArgumentParser(
+        "data.py", "A report on a data set before you train on it: what is there, what is wrong with it, and what the "
+                   "trainer will see; it builds the data cache, so that training starts at once.",
+        "examples:\n  python data.py ~/images --resolution 256\n"
+        "  python data.py photos.zip --resolution 64 --pad --preview preview.png\n"
+        "Nothing is written into the data's folder.")
+    parser.add_argument("source", nargs="?", help="a folder of images (searched recursively) or a .zip")
+    parser.add_argument("--resolution", type=int_at_least(4), default=256, help="training resolution (default 256)")
+    parser.add_argument("--pad", action="store_true", help="pad non-square images instead of centre-cropping them")
+    parser.add_argument("--preview", metavar="PNG", help="a grid of the first 32 images as the trainer sees them")
+    parser.add_argument("--cache-dir", help="where the cache goes (default: as train.py's)")
+    args = parser.parse_args(argv)
+    if args.source is None:
+        parser.error("name the data: python data.py FOLDER --resolution R")
+    if args.preview and Path(args.preview).exists():
+        parser.error(f"--preview {args.preview} exists; remove it or give another name")
+    res = _check_resolution(args.resolution, synthetic=False)
+    info = inspect_images(args.source)
+    for line in report_lines(info, res, args.pad):
+        print(line)
+    if not info["sizes"]:
+        raise DataError(f"none of the {info['found']} files in {args.source} could be read as an image")
+    dataset = make_dataset(str(args.source), res, pad=args.pad, cache_dir=args.cache_dir)
+    print(f"cache: {len(dataset)} images at {res}x{res}, ready for `train.py --data {args.source} --resolution {res}"
+          f"{' --pad' if args.pad else ''}`")
+    if args.preview:
+        shown = np.stack([dataset[i][0].permute(1, 2, 0).numpy() for i in range(min(32, len(dataset)))])
+        save_grid(shown, Path(args.preview), cols=8)
+        print(f"preview: {args.preview}")
+    return {**info, "dataset": dataset}
+
+
+if __name__ == "__main__":
+    run_cli(main)

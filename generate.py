@@ -28,11 +28,11 @@ import argparse
 import json
 import math
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -490,9 +490,7 @@ def save_png(img: Image.Image | np.ndarray, path: Path, meta: dict) -> None:
 def save_animation(frames: np.ndarray, path: Path, fps: int, meta: dict, overwrite: bool) -> None:
     comment = json.dumps(meta)
     if path.suffix == ".mp4":
-        ffmpeg = shutil.which("ffmpeg")
-        if ffmpeg is None:
-            raise UsageError("--format mp4 needs ffmpeg on the PATH: install ffmpeg, or use --format gif or webp")
+        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()  # the ffmpeg binary of the imageio-ffmpeg wheel: no system one needed
         n, h, w, _ = frames.shape
         cmd = [ffmpeg, "-loglevel", "error", "-y" if overwrite else "-n", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18",
@@ -584,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--frames", type=int_at_least(1), default=60, help="frames per transition (default 60)")
     g.add_argument("--fps", type=int_at_least(1), default=30)
     g.add_argument("--loop", action="store_true", help="return to the first seed")
-    g.add_argument("--format", choices=("gif", "webp", "mp4"), default="gif", help="mp4 needs ffmpeg")
+    g.add_argument("--format", choices=("gif", "webp", "mp4"), default="gif", help="animation format (default gif)")
     g = p.add_argument_group("projected latents and attribute edits")
     g.add_argument("--latents", metavar="FILES", help="latent .npz files from project.py, comma-separated: rendered, "
                    "or the A rows of --figure mixing, points of --figure interp (before --seeds), rows of "

@@ -919,7 +919,7 @@ class MetricRun:
         r = separability(self.G, classifier, num=num, seed=self.args.seed, batch=self.args.batch, device=self.device,
                          progress=self.main_proc)
         names = info["attribute_names"]
-        if self.main_proc:
+        if self.main_proc and self.network:  # no network folder (metrics while training): nowhere to write them
             self.directions = save_attribute_directions(self.network, self.G, names, r, info, num, self.args.seed,
                                                         self.args.overwrite)
         about = {"classifier": {"dataset": info["dataset"], "holdout_accuracy": info["holdout_accuracy"],

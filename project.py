@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -299,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outdir", default="out/projections", help="output folder (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--video", action="store_true", help="also write an animation of the optimisation")
-    p.add_argument("--format", choices=("gif", "webp", "mp4"), default="gif", help="animation format (mp4: ffmpeg)")
+    p.add_argument("--format", choices=("gif", "webp", "mp4"), default="gif", help="animation format (default gif)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--bench", action="store_true", help="time one projection of --steps steps and print it")
     p.add_argument("--evaluate", action="store_true",
@@ -340,8 +339,6 @@ def main(argv=None) -> list[Path] | dict:
     files = [[outdir / f"{s}-projected.png", outdir / f"{s}-target-projected.png", outdir / f"{s}.npz"]
              + ([outdir / f"{s}-steps{suffix}"] if args.video else []) for s in stems]
     prepare_outdir(outdir, [f for fs in files for f in fs], args.overwrite)
-    if args.video and args.format == "mp4" and shutil.which("ffmpeg") is None:
-        raise UsageError("--format mp4 needs ffmpeg on the PATH: install ffmpeg, or use --format gif or webp")
 
     r = project(G, to_tensor(np.stack(images)), args.steps, args.space, seed=args.seed, frames=args.video)
     projected = to_uint8(G.synthesis(r["ws"], noise=r["noise"]).detach())

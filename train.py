@@ -16,6 +16,7 @@ the weights, the optimizer states and the RNG states to continue exactly where i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import errno
@@ -33,6 +34,7 @@ from accelerate.utils import set_seed
 
 import augment
 import data
+import metrics
 import ops
 from checkpoint import (InitSource, checkpoint_to_resume, claim_run_dir, latest_checkpoint, load_checkpoint_state,
                         load_init, load_init_weights, open_run, save_checkpoint, start_run_folder)
@@ -40,7 +42,7 @@ from common import (RUNS_DIR, ArgumentParser, UsageError, cpu_threads, float_in,
                     native_bf16, positive_float, run_cli, seed_type)
 from data import StreamSampler
 from model import PRESETS, Discriminator, Generator, NetworkConfig
-from monitor import FiniteWatch, Monitor, precision_note
+from monitor import FiniteWatch, Monitor, check_tracker, precision_note, start_trackers, tracker_setup
 
 # ----------------------------------------------------------------------------------------------------------------
 # Configuration: every training option is declared once, as a TrainConfig field with its help and its parser; the
@@ -116,6 +118,15 @@ class TrainConfig:
     freeze_d: int = option(0, "FreezeD (Mo et al. 2020): keep D's N highest-resolution blocks fixed",
                            int_at_least(0), metavar="N")
     compile: bool = option(False, "torch.compile every pass but R1's")
+    tracker: str = option("tensorboard", "where the scalars and sample grids go: tensorboard, wandb or mlflow (the "
+                                          "last two: pip install wandb / mlflow-skinny), or none",
+                          choices=["tensorboard", "wandb", "mlflow", "none"])
+    metrics: str = option("", "metrics.py's metrics at every checkpoint, on G_ema, comma-separated (e.g. "
+                              "fid2k,ppl_wend): to metrics.jsonl, the tracker and the status line", metavar="NAMES")
+    metrics_num: int | None = option(None, "samples for each of --metrics (default: each metric's own; fidN: N)",
+                                     int_at_least(2), metavar="N")
+    batch_gpu: int | None = option(None, "hold at most N images per process at a time (gradient accumulation over "
+                                         "the minibatch; the same training, less memory)", int_at_least(1), metavar="N")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -247,6 +258,9 @@ def check_config(cfg: TrainConfig, fine_tuning: bool = False) -> TrainConfig:
             augment.parse_policy(cfg.diffaugment)
         except ValueError as e:
             raise UsageError(f"--diffaugment: {e}") from None
+    check_tracker(cfg.tracker)
+    if cfg.metrics:
+        metrics.parse_metrics(cfg.metrics)  # a misspelt name now, not at the first checkpoint
     blocks = len(frozen_d_resolutions(net, 99))
     if cfg.freeze_d > blocks:
         raise UsageError(f"--freeze-d must be between 0 and {blocks} (D's blocks at {net.resolution}x"
@@ -421,6 +435,8 @@ class TrainStep:
         self.ema_pairs = (list(G_ema.parameters()), [p.detach() for p in self.G_raw.parameters()])
         self.buffer_pairs = (list(G_ema.buffers()), list(self.G_raw.buffers()))
         self.finite = FiniteWatch()
+        self.streams = SliceStreams(cfg.seed, accel.process_index, accel.num_processes, self.device)
+        self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # the fastest kernels for each layer shape, found once per shape
 
@@ -439,24 +455,52 @@ class TrainStep:
             half_life = min(half_life, cur_nimg * self.cfg.ema_rampup)
         return 0.5 ** (batch / max(half_life, 1e-8))
 
-    def __call__(self, real: torch.Tensor, phase: Phase, step: int, cur_nimg: int) -> torch.Tensor:
-        """One iteration on this process's reals (in [-1, 1] at phase.res), the `step`-th of the run, with
+    def __call__(self, real_u8: torch.Tensor, phase: Phase, step: int, cur_nimg: int) -> torch.Tensor:
+        """One iteration on this process's reals (uint8 at the data's resolution), the `step`-th of the run, with
         `cur_nimg` images shown before it. Returns the D loss, the penalty and the G loss, averaged over processes,
-        on the device."""
+        on the device. With --batch-gpu the process's minibatch is run in slices whose gradients add up before each
+        optimizer step: the same step as that many processes would take (see SliceStreams)."""
         for opt in (self.opt_G, self.opt_D):
             for group in opt.param_groups:
                 group["lr"] = phase.lr
-        d_loss, pen = self.d_step(real, phase, step)
-        g_loss, w = self.g_step(real.shape[0], phase)
-        losses = self.accel.reduce(torch.stack([d_loss.detach(), pen.detach(), g_loss.detach()]).float(), "mean")
+        parts = self.slices(real_u8.shape[0], phase)
+        d_loss, pen = self.d_step(real_u8, phase, step, parts)
+        g_loss, w = self.g_step(phase, parts)
+        losses = self.accel.reduce(torch.stack([d_loss, pen, g_loss]).float(), "mean")
         self.finite.note(losses, cur_nimg)
         self.update_averages(w, phase.batch, cur_nimg)
         return losses
 
-    def d_step(self, real: torch.Tensor, phase: Phase, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """D's loss on fakes and reals, with R1 (or the WGAN-GP penalty), and its optimizer step."""
-        cfg, accel, res, alpha, b = self.cfg, self.accel, phase.res, phase.alpha, real.shape[0]
+    def slices(self, batch: int, phase: Phase) -> list[slice]:
+        n = min(self.cfg.batch_gpu or batch, batch)
+        if batch % n:
+            raise UsageError(f"--batch-gpu {n} does not divide the {batch} images per process at {phase.res}x"
+                             f"{phase.res}: pick a divisor of it")
+        return [slice(i, i + n) for i in range(0, batch, n)]
+
+    @contextlib.contextmanager
+    def part(self, j: int, parts: list, model):
+        """Slice j's random stream; and before the last slice, no gradient sync across processes."""
+        with self.streams.use(j), contextlib.nullcontext() if j == len(parts) - 1 else self.accel.no_sync(model):
+            yield
+
+    def d_step(self, real_u8: torch.Tensor, phase: Phase, step: int, parts: list) -> tuple[torch.Tensor, ...]:
+        """D's loss on fakes and reals, with R1 (or the WGAN-GP penalty), summed over the slices, and its step."""
         self.D_raw.requires_grad_(True)
+        self.opt_D.zero_grad(set_to_none=True)
+        n, d_sum, pen_sum = real_u8.shape[0], 0.0, 0.0
+        for j, part in enumerate(parts):
+            with self.part(j, parts, self.D):
+                real = prepare_reals(real_u8[part], phase, self.cfg.mirror).contiguous(memory_format=self.layout)
+                d_loss, pen, d_total = self.d_losses(real, phase, step)
+                self.accel.backward(d_total * (real.shape[0] / n))
+            d_sum, pen_sum = d_sum + d_loss.detach() * (real.shape[0] / n), pen_sum + pen.detach() * (real.shape[0] / n)
+        self.opt_D.step()
+        return d_sum, pen_sum
+
+    def d_losses(self, real: torch.Tensor, phase: Phase, step: int) -> tuple[torch.Tensor, ...]:
+        """(D loss, penalty, total) of one slice of reals (in [-1, 1] at phase.res)."""
+        cfg, accel, res, alpha, b = self.cfg, self.accel, phase.res, phase.alpha, real.shape[0]
         with torch.no_grad(), accel.autocast():  # the fakes D sees are mixed too, as in the official G_style
             fake = self.G_raw_fast(torch.randn(b, self.z_dim, device=self.device), res=res, alpha=alpha,
                                    **self.mixing_args(b, res))
@@ -471,31 +515,32 @@ class TrainStep:
                 scale = accel.scaler.get_scale() if accel.scaler is not None else 1.0
                 pen = r1_penalty(real_logits, real, scale) if do_r1 else torch.zeros((), device=self.device)
                 # lazy R1 (StyleGAN2): applied every r1_interval steps, so weighted r1_interval times more
-                d_total = d_loss + pen * (cfg.r1_weight(res) / 2) * cfg.r1_interval
-            else:  # WGAN-GP with epsilon drift 0.001 (ProGAN / the paper's CelebA-HQ runs)
-                d_loss = fake_logits.mean() - real_logits.mean()
-                pen = wgan_gp_penalty(self.D, real.detach(), fake.detach(), res, alpha)
-                d_total = d_loss + cfg.gamma * pen + 0.001 * real_logits.square().mean()
-        self.opt_D.zero_grad(set_to_none=True)
-        accel.backward(d_total)
-        self.opt_D.step()
-        return d_loss, pen
+                return d_loss, pen, d_loss + pen * (cfg.r1_weight(res) / 2) * cfg.r1_interval
+            # WGAN-GP with epsilon drift 0.001 (ProGAN / the paper's CelebA-HQ runs)
+            d_loss = fake_logits.mean() - real_logits.mean()
+            pen = wgan_gp_penalty(self.D, real.detach(), fake.detach(), res, alpha)
+            return d_loss, pen, d_loss + cfg.gamma * pen + 0.001 * real_logits.square().mean()
 
-    def g_step(self, batch: int, phase: Phase) -> tuple[torch.Tensor, torch.Tensor]:
-        """G's non-saturating loss, with style-mixing regularization, and its optimizer step; returns the loss and
-        the minibatch's w (for w_avg)."""
+    def g_step(self, phase: Phase, parts: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """G's non-saturating loss, with style-mixing regularization, summed over the slices, and its optimizer
+        step; returns the loss and the minibatch's w (for w_avg)."""
         res, alpha = phase.res, phase.alpha
         self.D_raw.requires_grad_(False)
-        z = torch.randn(batch, self.z_dim, device=self.device)
-        with self.accel.autocast():
-            fake, w = self.G_fast(z, res=res, alpha=alpha, return_w=True, **self.mixing_args(batch, res))
-            # D is called unwrapped here: its parameters need no gradient, so its DDP hooks must not fire.
-            fake_logits = self.D_raw_fast(self.aug(fake), res=res, alpha=alpha).float()
-            g_loss = g_nonsaturating_loss(fake_logits) if self.cfg.loss == "logistic" else -fake_logits.mean()
         self.opt_G.zero_grad(set_to_none=True)
-        self.accel.backward(g_loss)
+        n, g_sum, ws = parts[-1].stop, 0.0, []
+        for j, part in enumerate(parts):
+            b = part.stop - part.start
+            with self.part(j, parts, self.G):
+                z = torch.randn(b, self.z_dim, device=self.device)
+                with self.accel.autocast():
+                    fake, w = self.G_fast(z, res=res, alpha=alpha, return_w=True, **self.mixing_args(b, res))
+                    # D is called unwrapped here: its parameters need no gradient, so its DDP hooks must not fire.
+                    fake_logits = self.D_raw_fast(self.aug(fake), res=res, alpha=alpha).float()
+                    g_loss = g_nonsaturating_loss(fake_logits) if self.cfg.loss == "logistic" else -fake_logits.mean()
+                self.accel.backward(g_loss * (b / n))
+            g_sum, ws = g_sum + g_loss.detach() * (b / n), ws + [w.detach()]
         self.opt_G.step()
-        return g_loss, w
+        return g_sum, torch.cat(ws)
 
     @torch.no_grad()
     def update_averages(self, w: torch.Tensor, batch: int, cur_nimg: int) -> None:
@@ -503,6 +548,48 @@ class TrainStep:
         self.G_raw.update_w_avg(self.accel.gather(w.detach().float()), self.cfg.w_avg_beta)
         torch._foreach_lerp_(*self.ema_pairs, 1 - self.ema_beta(batch, cur_nimg))
         torch._foreach_copy_(*self.buffer_pairs)
+
+
+class SliceStreams:
+    """The random streams of a process's slices (--batch-gpu). Slice 0 draws from the process's own generators;
+    slice j > 0 from generators seeded as process j * world + rank of a run with that many more processes would be
+    seeded (train seeds process r with seed + r). Each slice then draws what that process would, in the same order:
+    one process with --batch-gpu 4 and a minibatch of 8 takes the step of two processes of 4 each."""
+
+    def __init__(self, seed: int, rank: int, world: int, device: torch.device):
+        self.seed, self.rank, self.world, self.device = seed, rank, world, device
+        self.states: dict[int, list[torch.Tensor]] = {}  # slice -> [CPU state, device state]
+
+    def _get(self) -> list[torch.Tensor]:
+        return [torch.get_rng_state()] + ([torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else [])
+
+    def _set(self, states: list[torch.Tensor]) -> None:
+        torch.set_rng_state(states[0])
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(states[1], self.device)
+
+    @contextlib.contextmanager
+    def use(self, j: int):
+        if j == 0:
+            yield
+            return
+        outer = self._get()
+        if j in self.states:
+            self._set(self.states[j])
+        else:
+            torch.manual_seed(self.seed + j * self.world + self.rank)
+        try:
+            yield
+        finally:
+            self.states[j] = self._get()
+            self._set(outer)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"{j}.{k}": t for j, states in self.states.items() for k, t in enumerate(states)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        slices = sorted({int(key.split(".")[0]) for key in state})
+        self.states = {j: [state[f"{j}.{k}"] for k in range(len(self._get()))] for j in slices}
 
 
 def compiled(module: torch.nn.Module):
@@ -551,7 +638,7 @@ def make_accelerator(cfg: TrainConfig, run_dir: Path) -> Accelerator:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         # the reals are pinned (phase_batches) and copied to a GPU while the previous step runs
         dataloader_config=DataLoaderConfiguration(non_blocking=not use_cpu(cfg)),
-        log_with="tensorboard", project_dir=str(run_dir))
+        log_with=tracker_setup(cfg.tracker, run_dir), project_dir=str(run_dir))
 
 
 def every(kimg: float, cur_nimg: int) -> int:
@@ -588,19 +675,20 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     train_step = TrainStep(cfg, accel, G, D, G_ema, opt_G, opt_D)
     cur_nimg, stats, opt_key = 0, {"sec_per_kimg": {}}, None  # opt_key: the phase the Adam states belong to
     if resume is not None:
-        cur_nimg, stats, opt_key = load_checkpoint_state(accel, resume, G_ema)
+        cur_nimg, stats, opt_key, process_state = load_checkpoint_state(accel, resume, G_ema)
+        train_step.streams.load_state_dict(process_state)
     start_run_folder(run_dir, asdict(cfg), dataset, accel)
-    monitor = Monitor(accel, run_dir, G_ema, cfg.kimg, cur_nimg, stats, log_fn)
+    start_trackers(accel, cfg.tracker, run_dir, asdict(cfg))
+    monitor = Monitor(accel, run_dir, G_ema, cfg, cur_nimg, stats, log_fn)
 
     def checkpoint(final: bool = False):
         train_step.finite.check()  # a NaN since the last tick: keep the last checkpoint, the last good state
         info = {"data": cfg.data, "preset": cfg.preset, "mirror": cfg.mirror, "pad": cfg.pad}
         save_checkpoint(accel, run_dir, G_ema, train_step.G_raw, train_step.D_raw, cur_nimg, stats, opt_key,
-                        cfg.keep_checkpoints, info, final)
+                        cfg.keep_checkpoints, info, final, train_step.streams.state_dict())
 
     total_nimg, step = int(cfg.kimg * 1000), steps_taken(cur_nimg, cfg)
     next_tick, next_snap = every(cfg.tick_kimg, cur_nimg), every(cfg.snap_kimg, cur_nimg)
-    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     batches, batches_key, loader_gen = None, None, torch.Generator()
     summary = {"first_batch": None, "rank": accel.process_index, "world": world}
     try:
@@ -621,9 +709,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
                 continue
             if summary["first_batch"] is None:
                 summary["first_batch"] = real_u8[:4].float().mean().item()
-            real = prepare_reals(real_u8.to(device), phase, cfg.mirror).contiguous(memory_format=layout)
             t0 = time.time()
-            losses = train_step(real, phase, step, cur_nimg)
+            losses = train_step(real_u8.to(device), phase, step, cur_nimg)
             cur_nimg, step = cur_nimg + phase.batch, step + 1
             monitor.step(phase, losses, cur_nimg, time.time() - t0)
             done = cur_nimg >= total_nimg
@@ -634,6 +721,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
             if cur_nimg >= next_snap or done:
                 next_snap += int(cfg.snap_kimg * 1000)
                 checkpoint(final=done)
+                monitor.measure(cur_nimg)
     except KeyboardInterrupt:
         if world == 1:
             checkpoint()
@@ -646,9 +734,12 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     table = monitor.sec_per_kimg()
     if main:
         log_fn(f"network: {run_dir / 'network'}")
+    nets = {"G_ema": G_ema, "G": train_step.G_raw, "D": train_step.D_raw}
     summary.update(cur_nimg=cur_nimg, sec_per_kimg=table,
                    **{name: {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-                      for name, net in (("G_ema", G_ema), ("G", train_step.G_raw), ("D", train_step.D_raw))})
+                      for name, net in nets.items()},
+                   **{f"grad_{name}": {k: p.grad.detach().cpu().clone() for k, p in nets[name].named_parameters()
+                                       if p.grad is not None} for name in ("G", "D")})  # the last step's
     return summary
 
 

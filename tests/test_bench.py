@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import bench
+import train
 from conftest import TINY
 
 
@@ -67,6 +68,17 @@ def test_tables_have_expected_rows(tmp_path):
     assert text.count("## ") >= 2 and "python bench.py --quick" in text and "| tiny | 16 | 1 | fp32 |" in text
 
 
+def test_step_memory_with_and_without_batch_gpu():
+    """The memory table: one step with the preset's batch, whole and in slices of 4, each in a fresh process."""
+    b = bench.Bench(torch.device("cpu"), quick=True, log=lambda *a: None, min_time=0.01)
+    b.step_memory("cpu", [16])
+    rows = b.tables[bench.Bench.MEMORY][1]
+    assert [(r["res"], r["batch-gpu"]) for r in rows] == [(16, "-"), (16, 4)], b.notes
+    for r in rows:
+        assert r["batch"] == train.preset_config("cpu").batch_at(16)
+        assert 0 < r["before step MiB"] < r["step peak MiB"] <= r["process peak MiB"] + 1 and r["sec/kimg"] > 0
+
+
 def test_schedule_kimg_covers_the_paper_schedule():
     k = bench.schedule_kimg("ffhq256")
     assert sorted(k) == [8, 16, 32, 64, 128, 256] and math.isclose(sum(k.values()), 25000)
@@ -75,11 +87,9 @@ def test_schedule_kimg_covers_the_paper_schedule():
 def test_bench_times_the_training_step_of_train_py(tmp_path, monkeypatch):
     """bench.py runs train.TrainStep as train() builds it: one benchmark step on the reals of train()'s first
     iteration leaves G, G_ema and D bit-identical to one iteration of train() with the same seed."""
-    import train
-
     reals = []
     prepare = train.prepare_reals
-    monkeypatch.setattr(train, "prepare_reals", lambda *a, **k: reals.append(prepare(*a, **k)) or reals[-1])
+    monkeypatch.setattr(train, "prepare_reals", lambda u8, *a, **k: reals.append(u8) or prepare(u8, *a, **k))
     batch = bench.bench_config(TINY, "cpu").batch_at(8)  # the cpu preset's
     cfg = bench.bench_config(TINY, "cpu", data="synthetic:64", kimg=batch / 1000, workers=0, tick_kimg=1,
                              snap_kimg=1, mixed_precision="no", r1_interval=1)  # as training_step makes it for fp32, R1

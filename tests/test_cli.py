@@ -9,7 +9,7 @@ import pytest
 import ablation
 import bench
 import common
-
+import data
 import demo
 import faces
 import generate
@@ -21,7 +21,7 @@ from conftest import ROOT
 
 SCRIPTS = {"train.py": train.main, "generate.py": generate.main, "metrics.py": metrics.main, "demo.py": demo.main,
            "bench.py": bench.main, "ablation.py": ablation.main, "model.py": model.main,
-           "project.py": project.main, "faces.py": faces.main}
+           "project.py": project.main, "faces.py": faces.main, "data.py": data.main}
 
 # Flags whose valid range includes 0 or negative numbers (everything else must refuse them).
 ACCEPT_ZERO = {"--stable-kimg", "--gamma", "--w-avg-beta", "--style-mixing", "--freeze-d", "--mapping-layers", "--seed", "--workers", "--threads", "--zoom", "--port",
@@ -74,7 +74,7 @@ def test_every_numeric_flag_refuses_nan_inf_and_out_of_range(script, parse_only)
             assert outcome(main, [flag, value]) == "refused", (script, flag, value)
         assert outcome(main, [flag, "0"]) == ("accepted" if flag in ACCEPT_ZERO else "refused"), (script, flag)
         assert outcome(main, [flag, "-1"]) == ("accepted" if flag in ACCEPT_NEGATIVE else "refused"), (script, flag)
-        assert outcome(main, [flag, "1"]) == "accepted" or flag in {"--resolution", "--start-res", "--num",
+        assert outcome(main, [flag, "1"]) == "accepted" or flag in {"--resolution", "--start-res", "--num", "--metrics-num",
                                                                     "--samples"}, (script, flag)
 
 

@@ -2,6 +2,7 @@
 palette and non-square files; caching; clear errors). The faces themselves: test_faces.py."""
 
 import pickle
+import shutil
 import zipfile
 
 import numpy as np
@@ -338,3 +339,52 @@ def test_hub_name_offline_is_a_clear_error(tmp_path):
     with pytest.raises(data.DataError, match="could not load Hub data set 'someone/no-such-faces'") as e:
         data.make_dataset("someone/no-such-faces", 32, cache_dir=str(tmp_path))
     assert "\n" not in str(e.value)
+
+
+def test_data_report_counts_each_kind_and_writes_nothing_into_the_folder(tmp_path, capsys):
+    """python data.py FOLDER --resolution R: small, greyscale, RGBA, duplicate, corrupt and odd-ratio images, each
+    counted, each problem one line; the cache is built and the preview written, the folder left as it was."""
+    folder = tmp_path / "mine"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    rgb = lambda h, w: Image.fromarray(rng.randint(0, 255, (h, w, 3), np.uint8))  # noqa: E731
+    for i in range(3):
+        rgb(32, 32).save(folder / f"ok{i}.png")
+    rgb(8, 8).save(folder / "small.png")  # smaller than 16
+    rgb(32, 64).save(folder / "sub" / "wide.jpg")  # 2:1
+    Image.fromarray(rng.randint(0, 255, (32, 32), np.uint8)).save(folder / "grey.png")
+    Image.fromarray(rng.randint(0, 255, (32, 32, 4), np.uint8), "RGBA").save(folder / "alpha.png")
+    shutil.copy(folder / "ok0.png", folder / "sub" / "copy-of-ok0.png")  # an exact duplicate
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+
+    info = data.main([str(folder), "--resolution", "16", "--preview", str(tmp_path / "preview.png"),
+                      "--cache-dir", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert info["found"] == 9 and len(info["sizes"]) == 8 and [n for n, _ in info["skipped"]] == ["broken.png"]
+    assert info["modes"] == {"colour": 7, "greyscale": 1} and info["alpha"] == 1
+    assert info["duplicates"] == [["ok0.png", "sub/copy-of-ok0.png"]]
+    assert "9 image files, 8 read, 1 skipped" in out and "skipped broken.png: " in out
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert any("1 of 8 images are smaller than 16x16 (the smallest 8x8)" in w for w in warnings)
+    assert any("1 of 8 images are not square (up to 2.00:1): the centre crop cuts 50%" in w for w in warnings)
+    assert any("1 greyscale images among 7 colour" in w for w in warnings)
+    assert any("1 images have an alpha channel" in w for w in warnings)
+    assert any("1 exact duplicates in 1 groups" in w for w in warnings)
+    assert len(info["dataset"]) == 8 and Image.open(tmp_path / "preview.png").size == (8 * 16, 16)
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before  # nothing written into the folder
+    pad = data.report_lines(info, 16, pad=True)
+    assert any("--pad fills 50% of each on average with black" in line for line in pad)
+
+
+def test_data_report_bad_input_is_one_line(tmp_path, capsys):
+    from common import run_cli
+
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.png").write_bytes(b"no")
+    for argv, message in ((["missing"], "does not exist"), ([str(tmp_path / "junk")], "could be read as an image"),
+                          ([str(tmp_path / "junk"), "--resolution", "100"], "power of two")):
+        with pytest.raises(SystemExit) as e:
+            run_cli(data.main, argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and err.count("\n") == 1, err

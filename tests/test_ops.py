@@ -111,7 +111,7 @@ def step_gradients(impl: str, cfg: NetworkConfig, res: int, alpha: float, compil
     tcfg = bench.bench_config(cfg, "cpu", r1_interval=1 if r1 else 2, gamma=1.0, style_mixing=1.0,
                               mixed_precision="no", channels_last=False, compile=compile)
     torch.manual_seed(5)
-    real = torch.rand(4, 3, res, res) * 2 - 1
+    real = torch.randint(0, 256, (4, 3, res, res), dtype=torch.uint8)
     with bench.accelerator(torch.device("cpu")) as accel, ops.implementation(impl):
         G, D, G_ema, opt_G, opt_D = train.make_networks(tcfg, accel)
         # Noise strengths as a trained network has them: at their initial zeros the 4x4 layer's activations are

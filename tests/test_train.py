@@ -2,6 +2,7 @@
 
 import dataclasses
 import errno
+import importlib.util
 import io
 import json
 import os
@@ -14,8 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 import checkpoint
+import metrics
 import train
 from common import UsageError
 from conftest import ROOT, TINY, write_random_pngs
@@ -260,6 +263,48 @@ def test_two_cpu_processes_agree_and_read_different_data(tmp_path):
     assert len(list((run / "checkpoints").glob("ckpt-*/random_states_*.pkl"))) == 2  # every rank saved its RNG state
 
 
+def test_batch_gpu_takes_the_step_of_that_many_processes(tmp_path):
+    """--batch-gpu 4 with a global batch of 8 in one process against two processes of 4 each (torchrun, gloo):
+    the same gradients and weights after two steps of a fade-in, with R1, style mixing, mirrored reals and DiffAugment
+    (every random draw of a slice is the one its process would make)."""
+    settings = dict(kimg=0.016, start_res=8, stable_kimg=0, fade_kimg=0.016, batch=train.every_resolution(8),
+                    r1_interval=1, mirror=True, diffaugment="translation", base_lr=1e-4, mixed_precision="no")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           str(29600 + os.getpid() % 1000), "tests/ddp_worker.py", str(tmp_path / "two"),
+                           str(tmp_path), json.dumps(settings)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = load_file(str(tmp_path / "rank0.safetensors"))
+    one = train.train(tiny_config(**settings, batch_gpu=4), tmp_path / "one", log_fn=lambda *a: None)
+    assert one["world"] == 1 and one["cur_nimg"] == 16
+    for name in ("grad_G", "grad_D"):  # the gradients of the last step: the sum over slices is DDP's mean
+        keys = sorted(one[name])
+        a = torch.cat([one[name][k].flatten() for k in keys])
+        b = torch.cat([two[f"{name}/{k}"].flatten() for k in keys])
+        assert (a - b).norm() / b.norm() < 1e-5, name
+    for name in ("G", "D", "G_ema"):  # Adam's first steps move each weight by about lr, whatever the gradient
+        for k, v in one[name].items():
+            assert torch.allclose(v, two[f"{name}/{k}"], atol=5e-5), (name, k)
+
+
+def test_batch_gpu_run_resumes_bit_identically(tmp_path):
+    full = train.train(tiny_config(batch_gpu=8), tmp_path / "a")
+    train.train(tiny_config(kimg=0.096, batch_gpu=8), tmp_path / "b")
+    ckpt = checkpoint.latest_checkpoint(tmp_path / "b")
+    assert (ckpt / "process_state_0.safetensors").is_file()  # the second slice's random stream
+    resumed = train.train(tiny_config(batch_gpu=8), tmp_path / "b", resume=ckpt)
+    for name in ("G", "D", "G_ema"):
+        for k, v in full[name].items():
+            assert torch.equal(v, resumed[name][k]), (name, k)
+    other = train.train(tiny_config(), tmp_path / "c")  # slices draw their own noise: another run, not the same
+    assert any(not torch.equal(v, other["G"][k]) for k, v in full["G"].items())
+
+
+def test_batch_gpu_must_divide_the_batch(tmp_path):
+    with pytest.raises(UsageError, match="--batch-gpu 5 does not divide the 16 images per process"):
+        train.train(tiny_config(batch_gpu=5, kimg=0.016), tmp_path / "run", log_fn=lambda *a: None)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Damaged checkpoints and full disks
 
@@ -447,3 +492,64 @@ def test_compile_trains_as_the_eager_step_does(tmp_path):
         assert all(torch.isfinite(v).all() for v in compiled[name].values())
     # the same latents and noise (torch's generator in both), through mapping weights that differ by rounding
     assert torch.allclose(compiled["G"]["w_avg"], eager["G"]["w_avg"], atol=1e-4)
+
+
+@pytest.mark.parametrize("tracker", ["tensorboard", "wandb", "mlflow", "none"])
+def test_every_tracker_runs_or_says_what_to_install(tracker, tmp_path, monkeypatch):
+    """--tracker: a tiny run logs its scalars and sample grids to the tracker, in the run folder (wandb offline), or,
+    where the tracker's package is missing, one line says what to install."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    package = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "none": None}[tracker]
+    args = ["--tracker", tracker, "--kimg", "0.032", "--resolution", "16", "--start-res", "16", "--batch", "16",
+            "--workers", "0", "--data", "synthetic:64", "--tick-kimg", "0.016", "--snap-kimg", "0.032",
+            "--outdir", str(tmp_path), "--channel-base", "256", "--channel-max", "32"]
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == package else
+                        real_find_spec(name, *a))
+    if package:  # with the package hidden: one line, nothing started
+        with pytest.raises(UsageError, match=f"--tracker {tracker} needs the {package} package: pip install"):
+            train.main(args)
+        assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(importlib.util, "find_spec", real_find_spec)
+    if package and real_find_spec(package) is None:
+        return  # not installed here: the message above is what a user sees
+    train.main(args)
+    (run,) = tmp_path.iterdir()
+    assert len(list((run / "samples").glob("*.png"))) == 2
+    written = {"tensorboard": lambda: list((run / "logs").rglob("events.out.tfevents*")),
+               "wandb": lambda: list(run.rglob("*.wandb")), "mlflow": lambda: list((run / "mlruns").rglob("metrics/loss/D")) and
+                   list((run / "mlruns").rglob("artifacts/samples/fakes-*.png")),
+               "none": lambda: [True]}[tracker]()
+    assert written, f"{tracker} wrote nothing under {run}"
+    if tracker == "mlflow":
+        assert list((run / "mlruns").rglob("fakes-*.png"))  # the sample grids are artifacts
+
+
+def test_metrics_at_every_checkpoint_go_to_metrics_jsonl(tmp_path, monkeypatch, capsys):
+    """--metrics: each checkpoint's G_ema measured (here FID and PPL at 8 samples), each value one line of
+    metrics.jsonl and a tracker scalar; a metric that fails is reported and training goes on."""
+    cfg = tiny_config(metrics="fid8,ppl_wend,ls", metrics_num=8, kimg=0.128, snap_kimg=0.064, data="synthetic:256")
+    lines = []
+    summary = train.train(cfg, tmp_path / "run", log_fn=lines.append)
+    assert summary["cur_nimg"] == 128
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["kimg"], r["metric"]) for r in rows] == [(k, m) for k in (0.064, 0.128)
+                                                       for m in ("fid8", "ppl_wend", "ls_z", "ls_w")]
+    assert all(r["num"] == 8 and r["value"] >= 0 for r in rows)
+    with pytest.raises(UsageError, match="unknown metric 'fid'"):
+        train.make_config(train.parse_args(["--metrics", "fid"]))
+
+
+    def broken(self, name, num):
+        raise RuntimeError("the Inception weights are gone")
+
+    monkeypatch.setattr(metrics.MetricRun, "fid", broken)
+    capsys.readouterr()
+    summary = train.train(tiny_config(metrics="fid8,ppl_wend", metrics_num=8, kimg=0.064, snap_kimg=0.064,
+                                      data="synthetic:256"), tmp_path / "again", log_fn=lambda *a: None)
+    assert summary["cur_nimg"] == 64 and "metric fid8 failed at kimg 0.1: RuntimeError: the Inception" in \
+        capsys.readouterr().out
+    rows = [json.loads(line) for line in (tmp_path / "again" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["metric"] for r in rows] == ["ppl_wend"]  # the others still measured

@@ -16,9 +16,11 @@ Loading speed and training memory are measured by bench.py (`--sections data`, `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import itertools
+import json
 import os
 import re
 import shutil
@@ -59,8 +61,9 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __init__(self, name: str, resolution: int, count: int, *, attribute_names=(), images=None,
                  images_path: str | None = None, labels=None, synthetic: bool = False, mirror: bool = False,
-                 num_skipped: int = 0):
+                 num_skipped: int = 0, label_kind: str = "attributes"):
         self.name = name
+        self.label_kind = label_kind  # "attributes" (each label 0/1 or a number) or "classes" (one-hot rows)
         self.resolution = resolution
         self.attribute_names = list(attribute_names)
         self.num_skipped = num_skipped
@@ -73,6 +76,11 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return self._count * (2 if self.mirror else 1)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The labels of the stored images (count, K), float32 (mirrored items share their original's)."""
+        return self._labels
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -375,7 +383,7 @@ def _prepare_table(table, source, split, image_column, label_columns, max_images
     return table, len(table)
 
 
-def _decode_into(rows, count: int, image_column: str, label_columns: list, res: int, pad: bool,
+def _decode_into(rows, count: int, image_column: str, label_of, res: int, pad: bool,
                  out: np.ndarray) -> tuple[int, list, int]:
     """Decode the images of `rows` (any iterable of dicts: a table or a stream) in order, writing the readable ones
     to out[0], out[1], ... (at most `count`) -> (number written, their label rows, number of unreadable ones).
@@ -406,24 +414,36 @@ def _decode_into(rows, count: int, image_column: str, label_columns: list, res: 
                     skipped += 1
                 elif written < count:  # a stream may hold more rows than its split info says
                     out[written] = image
-                    labels.append([row[c] for c in label_columns])
+                    labels.append(label_of(row))
                     written += 1
                 bar.update()
     return written, labels, skipped
 
 
-def _real_dataset(source, res, *, mirror, max_images, pad, split, image_column, label_columns, cache_dir, stream):
+def _real_dataset(source, res, *, mirror, max_images, pad, split, image_column, label_columns, cache_dir, stream,
+                  cond=False):
     folder = Path(cache_dir).expanduser() if cache_dir else cache_root() / "data"
     label_columns = list(label_columns or [])
-    options = _short_hash(image_column, *label_columns)  # the columns read change the entry too
+    conditional = folder_labels(source) if cond else None  # checked before anything is read
+    options = _short_hash(image_column, *label_columns, *(["cond"] if cond else []))  # what is read makes the entry
     name = f"{_source_id(source, split)}-{options}-{res}" + ("-pad" if pad else "") + \
         (f"-max{max_images}" if max_images else "")
 
+    def label_of(row):
+        if conditional is None:
+            return [row[c] for c in label_columns]
+        path = os.path.realpath((row[image_column] or {}).get("path") or "")
+        return conditional.rows[os.path.relpath(path, conditional.root)]
+
     def fill(out):
-        written, labels, skipped = _decode_into(rows, count, image_column, label_columns, res, pad, out)
+        written, labels, skipped = _decode_into(rows, count, image_column, label_of, res, pad, out)
         if not written:
             raise DataError(f"none of the {skipped} files in {source!r} could be read as an image: "
                             "check the files (corrupt? not images?)")
+        if conditional is not None:
+            return written, {"labels": np.asarray(labels, np.float32).reshape(written, len(conditional.names)),
+                             "skipped": np.int64(skipped), "attribute_names": np.array(conditional.names, dtype=str),
+                             "label_kind": np.array(conditional.kind)}
         try:
             labels = np.asarray(labels, np.float64).reshape(written, len(label_columns)) > 0
         except (TypeError, ValueError):
@@ -443,7 +463,84 @@ def _real_dataset(source, res, *, mirror, max_images, pad, split, image_column, 
     return ImageDataset(name + ("-mirror" if mirror else ""), res, int(meta["count"]),
                         attribute_names=[str(a) for a in meta["attribute_names"]],
                         images_path=str(folder / f"{name}.u8"), labels=meta["labels"], mirror=mirror,
-                        num_skipped=skipped)
+                        num_skipped=skipped, label_kind=str(meta.get("label_kind", "attributes")))
+
+
+@dataclasses.dataclass
+class FolderLabels:
+    """The labels of a folder's images: rows[relative path] = the label vector, with the labels' names."""
+    root: str
+    rows: dict
+    names: list
+    kind: str  # "classes" (one-hot) or "attributes"
+
+
+LABELS_FILE = "dataset.json"
+
+
+def folder_labels(source: str) -> FolderLabels:
+    """Labels for train.py --cond: from FOLDER/dataset.json in stylegan2-ada's format ({"labels": [[path, label],
+    ...]}, label an int class or a list of numbers), else one class per subfolder (named after it). Every mismatch
+    is one DataError line: an image without a label, a label for no image, an unknown class, a wrong length."""
+    root = Path(source).expanduser()
+    if not root.is_dir():
+        raise DataError(f"--cond reads labels from a folder's {LABELS_FILE} or its subfolders (or the synthetic "
+                        f"faces' attributes); {source} is not a folder: unpack it into one")
+    files = [name for name, _ in _image_files(root)]
+    if (root / LABELS_FILE).is_file():
+        return _json_labels(root, files)
+    top = [f for f in files if "/" not in f.replace(os.sep, "/")]
+    if top:
+        raise DataError(f"--cond: {len(top)} images lie at the top of {root} (e.g. {top[0]}), outside any class "
+                        f"subfolder: move them into one, or give their labels in {root / LABELS_FILE}")
+    classes = sorted({f.replace(os.sep, "/").split("/")[0] for f in files})
+    if len(classes) < 2:
+        raise DataError(f"--cond: {root} has one class subfolder ({classes[0]}); conditioning needs two or more")
+    index = {c: i for i, c in enumerate(classes)}
+    eye = np.eye(len(classes), dtype=np.float32)
+    rows = {f: eye[index[f.replace(os.sep, "/").split("/")[0]]].tolist() for f in files}
+    return FolderLabels(os.path.realpath(root), rows, classes, "classes")
+
+
+def _json_labels(root: Path, files: list[str]) -> FolderLabels:
+    path = root / LABELS_FILE
+    try:
+        entries = json.loads(path.read_text())["labels"]
+        pairs = {str(Path(p)): label for p, label in entries}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path} is not a label file ({_first_line(e)[:80]}): it must read "
+                        '{"labels": [["image.png", 0], ...]} (a class index or a list of numbers per image)') from None
+    missing = [f for f in files if str(Path(f)) not in pairs]
+    if missing:
+        raise DataError(f"{path} has no label for {len(missing)} of the {len(files)} images (e.g. {missing[0]}): "
+                        "label every image, or move the unlabelled ones out")
+    known = {str(Path(f)) for f in files}
+    stray = [p for p in pairs if p not in known]
+    if stray:
+        raise DataError(f"{path} labels {len(stray)} files that are not images in {root} (e.g. {stray[0]}): fix "
+                        "the paths (relative to the folder, as stylegan2-ada's dataset_tool writes them)")
+    values = list(pairs.values())
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        bad = [v for v in values if v < 0]
+        if bad:
+            raise DataError(f"{path}: unknown class {bad[0]}: class labels are indices 0, 1, 2, ...")
+        eye = np.eye(max(values) + 1, dtype=np.float32)
+        rows = {f: eye[pairs[str(Path(f))]].tolist() for f in files}
+        return FolderLabels(os.path.realpath(root), rows, [str(i) for i in range(len(eye))], "classes")
+    if all(isinstance(v, list) for v in values):
+        lengths = sorted({len(v) for v in values})
+        if len(lengths) > 1 or not lengths[0]:
+            odd = next(p for p, v in pairs.items() if len(v) != len(values[0]))
+            raise DataError(f"{path}: labels of different lengths ({', '.join(map(str, lengths))}; e.g. {odd}): "
+                            "every image needs a vector of the same length")
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for v in values for x in v):
+            raise DataError(f"{path}: a label vector holds something that is not a number: use numbers (0/1 "
+                            "for attributes)")
+        rows = {f: [float(x) for x in pairs[str(Path(f))]] for f in files}
+        return FolderLabels(os.path.realpath(root), rows, [f"label{i}" for i in range(lengths[0])], "attributes")
+    odd = next(v for v in values if not (isinstance(v, list) or (isinstance(v, int) and not isinstance(v, bool))))
+    raise DataError(f"{path}: unknown class {odd!r}: a label is a class index (0, 1, ...) or a list of numbers, "
+                    "the same kind for every image")
 
 
 def _synthetic_dataset(source, res, *, mirror, max_images, cache_dir):
@@ -496,7 +593,7 @@ class StreamSampler(torch.utils.data.Sampler):
 def make_dataset(source: str = "synthetic", resolution: int = 32, *, mirror: bool = False,
                  max_images: int | None = None, pad: bool = False, split: str = "train",
                  image_column: str = "image", label_columns: list[str] | None = None,
-                 cache_dir: str | None = None, stream: bool = False) -> ImageDataset:
+                 cache_dir: str | None = None, stream: bool = False, cond: bool = False) -> ImageDataset:
     """The one entry point for training and metrics data.
 
     source: "synthetic" (SYNTHETIC_DEFAULT_SIZE faces) or "synthetic:N"; a folder of images (searched
@@ -508,7 +605,8 @@ def make_dataset(source: str = "synthetic", resolution: int = 32, *, mirror: boo
     before decoding, or with stream=True read over the network while it is decoded, so only the decoded copy
     ever takes disk space (for data sets larger than the disk). Synthetic faces are a pure function of their
     index and render on the fly, costing neither memory nor disk; with an explicit cache_dir they are rendered
-    once into it instead (worth it at 128 and up, where rendering is slower than a GPU trains)."""
+    once into it instead (worth it at 128 and up, where rendering is slower than a GPU trains).
+    cond: labels for conditional training (folder_labels; the synthetic faces always carry their attributes)."""
     if not isinstance(source, str) or not source:
         raise DataError(f"data source must be a non-empty string, got {source!r}")
     if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
@@ -517,8 +615,12 @@ def make_dataset(source: str = "synthetic", resolution: int = 32, *, mirror: boo
         res = _check_resolution(resolution, synthetic=True)
         return _synthetic_dataset(source, res, mirror=mirror, max_images=max_images, cache_dir=cache_dir)
     res = _check_resolution(resolution, synthetic=False)
+    if cond and (label_columns or stream):
+        raise DataError("--cond reads labels from a folder's dataset.json or subfolders: a Hub data set's label "
+                        "columns are not yet a conditioning source")
     return _real_dataset(source, res, mirror=mirror, max_images=max_images, pad=pad, split=split,
-                         image_column=image_column, label_columns=label_columns, cache_dir=cache_dir, stream=stream)
+                         image_column=image_column, label_columns=label_columns, cache_dir=cache_dir, stream=stream,
+                         cond=cond)
 
 
 # ----------------------------------------------------------------------------------------------------------------

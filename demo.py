@@ -32,7 +32,7 @@ import project  # noqa: E402
 from checkpoint import load_network, read_network_meta  # noqa: E402
 from common import (RUNS_DIR, WEIGHTS_NAME, ArgumentParser, NetworkError, UsageError, int_at_least,  # noqa: E402
                     network_name, pick_device, reference_network, resolve_network, run_cli, to_uint8)
-from generate import deviation_map  # noqa: E402
+from generate import deviation_map, label_text  # noqa: E402
 from latents import EDIT_RANGE, apply_edits, directions_path, load_directions  # noqa: E402
 from model import PSI_RANGE, Generator, NetworkConfig, is_number, is_whole, style_ranges  # noqa: E402
 
@@ -95,24 +95,52 @@ def _noise(G: Generator, noise_mode: str, noise_seed: int) -> list | None:
 
 @torch.inference_mode()
 def generate_image(G: Generator, seed: int, psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const",
-                   noise_seed: int = 0) -> np.ndarray:
-    """One image (H, W, 3) uint8 from a seed, truncated with psi on style layers [0, cutoff)."""
+                   noise_seed: int = 0, label=None) -> np.ndarray:
+    """One image (H, W, 3) uint8 from a seed, truncated with psi on style layers [0, cutoff); `label`: a
+    conditional network's selection (see label_row)."""
     seed, noise_mode = check_seed(seed), check_noise_mode(noise_mode)
     psi, cutoff = G.truncation(psi, cutoff)
     noise = _noise(G, noise_mode, check_seed(noise_seed, "noise seed"))
-    return to_uint8(G.synthesis(G.ws_from_seeds([seed], psi, cutoff), noise_mode=noise_mode, noise=noise))[0]
+    ws = G.ws_from_seeds([seed], psi, cutoff, labels=label_row(G, label))
+    return to_uint8(G.synthesis(ws, noise_mode=noise_mode, noise=noise))[0]
+
+
+def label_choices(G: Generator) -> list[str]:
+    """The label selector's choices: a conditional network's classes or attributes; none for an unconditional."""
+    if not G.cfg.label_size:
+        return []
+    return list(G.cfg.label_names or [str(i) for i in range(G.cfg.label_size)])
+
+
+def label_row(G: Generator, value) -> torch.Tensor | None:
+    """The selector's value as a label row: a class name (one-hot), or the list of attributes that are on (the
+    others off). None or empty for an unconditional network; for a conditional one, empty means drawn per seed."""
+    chosen = [] if value in (None, "") else [value] if isinstance(value, str) else list(value)
+    names = label_choices(G)
+    if not names:
+        if chosen:
+            raise UsageError("this network is unconditional: it takes no class or attributes")
+        return None
+    unknown = [v for v in chosen if v not in names]
+    if unknown:
+        raise UsageError(f"unknown label {unknown[0]!r}: choose from {', '.join(names)}")
+    if not chosen:
+        return None
+    if G.cfg.label_kind == "classes" and len(chosen) > 1:
+        raise UsageError("choose one class")
+    return torch.tensor([float(n in chosen) for n in names])
 
 
 @torch.inference_mode()
 def mix_images(G: Generator, seed_a: int, seed_b: int, first: int, stop: int, psi: float = 1.0,
-               cutoff: int | None = None, noise_mode: str = "const", noise_seed: int = 0) -> np.ndarray:
+               cutoff: int | None = None, noise_mode: str = "const", noise_seed: int = 0, label=None) -> np.ndarray:
     """Style mixing (paper Sec. 3.1): A's styles with B's on layers [first, stop). Returns (3, H, W, 3) uint8: A, B,
     mix. All three share one noise draw, so the mix differs from A only by the styles B supplies."""
     seed_a, seed_b = check_seed(seed_a, "seed A"), check_seed(seed_b, "seed B")
     noise_mode, (psi, cutoff) = check_noise_mode(noise_mode), G.truncation(psi, cutoff)
     first, stop = check_layers(G, first, stop)
     noise = _noise(G, noise_mode, check_seed(noise_seed, "noise seed"))  # batch 1: broadcast over A, B, mix
-    ws = G.ws_from_seeds([seed_a, seed_b], psi=1.0)  # (2, num_ws, w_dim)
+    ws = G.ws_from_seeds([seed_a, seed_b], psi=1.0, labels=label_row(G, label))  # (2, num_ws, w_dim)
     ws = G.truncate(torch.cat([ws, G.mix(ws[:1], ws[1:], first, stop)]), psi, cutoff)  # commutes with mixing
     return to_uint8(G.synthesis(ws, noise_mode=noise_mode, noise=noise))
 
@@ -269,7 +297,9 @@ def _preset_choices(G: Generator) -> list[tuple[str, str]]:
 def _network_info(name: str, G: Generator, device) -> str:
     c = G.cfg
     return (f"**{name}**: {c.architecture} generator, {c.resolution}×{c.resolution}, {G.num_ws} style layers, "
-            f"noise {'on' if c.use_noise else 'off'}, on {device}")
+            f"noise {'on' if c.use_noise else 'off'}, on {device}" +
+            (f"; conditional on {c.label_size} {'classes' if c.label_kind == 'classes' else 'attributes'}"
+             if c.label_size else ""))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -312,15 +342,17 @@ class Handlers:
         self._directions: dict[str, dict | None] = {}
 
     @_user_errors
-    def generate(self, network, seed, psi, cutoff, noise_mode, noise_seed):
+    def generate(self, network, seed, psi, cutoff, noise_mode, noise_seed, label=None):
         G, t0 = self.cache[network], time.perf_counter()
-        img = generate_image(G, seed, psi, cutoff, noise_mode, noise_seed)
-        return upscale(img), f"seed {int(seed)}, psi {psi:g}: {_timing(t0, 1)}"
+        img = generate_image(G, seed, psi, cutoff, noise_mode, noise_seed, label)
+        chosen = label_row(G, label)
+        named = "" if chosen is None else f", {label_text(G, chosen)}"
+        return upscale(img), f"seed {int(seed)}{named}, psi {psi:g}: {_timing(t0, 1)}"
 
     @_user_errors
-    def mix(self, network, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed):
+    def mix(self, network, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed, label=None):
         G, t0 = self.cache[network], time.perf_counter()
-        a, b, m = mix_images(G, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed)
+        a, b, m = mix_images(G, seed_a, seed_b, first, stop, psi, cutoff, noise_mode, noise_seed, label)
         return upscale(a), upscale(b), upscale(m), f"B supplies layers {int(first)}–{int(stop) - 1}: {_timing(t0, 3)}"
 
     @_user_errors
@@ -331,15 +363,15 @@ class Handlers:
         return [upscale(x) for x in imgs], upscale(std), f"{int(draws)} noise draws: {_timing(t0, int(draws))}{note}"
 
     def refresh(self, which, network, seed, seed_a, seed_b, first, stop, var_seed, var_n, psi, cutoff, noise_mode,
-                noise_seed):
+                noise_seed, gen_label=None, mix_label=None):
         """Re-run the open tab (`which`) with new shared settings; the other tabs' outputs are left as they are."""
         skip_gen, skip_mix, skip_var = [gr.skip()] * 2, [gr.skip()] * 4, [gr.skip()] * 3
         if which == "mix":
             return (skip_gen + list(self.mix(network, seed_a, seed_b, first, stop, psi, cutoff, noise_mode,
-                                             noise_seed)) + skip_var)
+                                             noise_seed, mix_label)) + skip_var)
         if which == "variation":
             return skip_gen + skip_mix + list(self.variation(network, var_seed, var_n, psi, cutoff, noise_seed))
-        return list(self.generate(network, seed, psi, cutoff, noise_mode, noise_seed)) + skip_mix + skip_var
+        return list(self.generate(network, seed, psi, cutoff, noise_mode, noise_seed, gen_label)) + skip_mix + skip_var
 
     @_user_errors
     def layer_preset(self, network, preset):
@@ -357,7 +389,7 @@ class Handlers:
         cut = G.truncation()[1]
         return (_network_info(network, G, self.cache.device), gr.Slider(maximum=n, value=cut),
                 gr.Slider(maximum=n - 1, value=first), gr.Slider(maximum=n, value=stop),
-                gr.Radio(choices=choices, value=choices[0][1]))
+                gr.Radio(choices=choices, value=choices[0][1])) + (selector(G),) * 2
 
     @staticmethod
     def random_seed():
@@ -424,26 +456,36 @@ def _settings_column(networks: list[str], default: str, info: str, cutoff: int, 
     return s
 
 
-def _generate_tab() -> SimpleNamespace:
+def selector(G: Generator, elem_id: str | None = None) -> gr.Dropdown:
+    """A conditional network's class (one) or attributes (any on, the rest off); hidden for an unconditional one."""
+    classes = G.cfg.label_kind == "classes"
+    return gr.Dropdown(label_choices(G), value=None, multiselect=not classes, visible=bool(G.cfg.label_size),
+                       label="class" if classes else "attributes on (the others off; none: drawn per seed)",
+                       elem_id=elem_id)
+
+
+def _generate_tab(G0: Generator) -> SimpleNamespace:
     t = SimpleNamespace()
     with gr.Tab("Generate") as t.tab:
         with gr.Row(equal_height=True):
             t.seed = gr.Number(0, precision=0, label="seed", info=f"0 to {SEED_MAX}", elem_id="seed")
             t.rand_btn = gr.Button("Random seed", scale=0)
             t.btn = gr.Button("Generate", variant="primary", scale=0)
+        t.label = selector(G0, "generate-label")
         t.image = gr.Image(label="image", format="png", type="numpy", interactive=False, elem_id="generated",
                            height=DISPLAY_SIZE + 40)
         t.info = gr.Markdown(label="timing", elem_id="generate-info")
     return t
 
 
-def _mixing_tab(presets: list[tuple[str, str]], first: int, stop: int, most_ws: int) -> SimpleNamespace:
+def _mixing_tab(G0: Generator, presets: list[tuple[str, str]], first: int, stop: int, most_ws: int) -> SimpleNamespace:
     t = SimpleNamespace()
     with gr.Tab("Style mixing") as t.tab:
         with gr.Row(equal_height=True):
             t.seed_a = gr.Number(0, precision=0, label="seed A (source of most styles)")
             t.seed_b = gr.Number(1, precision=0, label="seed B")
             t.btn = gr.Button("Mix", variant="primary", scale=0)
+        t.label = selector(G0, "mix-label")  # A and B take the same label, so that the mix changes styles only
         t.preset = gr.Radio(presets, value=presets[0][1], label="layers B supplies")
         with gr.Row():
             t.first = gr.Slider(0, most_ws - 1, value=first, step=1, label="first layer")
@@ -510,9 +552,10 @@ def _photo_tab(names: list[str], first: int, stop: int, most_ws: int) -> SimpleN
 def _wire_events(demo: gr.Blocks, h: Handlers, s: SimpleNamespace, gen: SimpleNamespace, mix: SimpleNamespace,
                  var: SimpleNamespace, photo: SimpleNamespace) -> None:
     """Connect the components to the handlers, inside demo's Blocks context. The api_names are the app's API."""
-    gen_in = [s.net, gen.seed, s.psi, s.cutoff, s.noise_mode, s.noise_seed]
+    gen_in = [s.net, gen.seed, s.psi, s.cutoff, s.noise_mode, s.noise_seed, gen.label]
     gen_out = [gen.image, gen.info]
-    mix_in = [s.net, mix.seed_a, mix.seed_b, mix.first, mix.stop, s.psi, s.cutoff, s.noise_mode, s.noise_seed]
+    mix_in = [s.net, mix.seed_a, mix.seed_b, mix.first, mix.stop, s.psi, s.cutoff, s.noise_mode, s.noise_seed,
+              mix.label]
     mix_out = [mix.img_a, mix.img_b, mix.img_m, mix.info]
     var_in = [s.net, var.seed, var.n, s.psi, s.cutoff, s.noise_seed]
     var_out = [var.gallery, var.std_map, var.info]
@@ -527,12 +570,14 @@ def _wire_events(demo: gr.Blocks, h: Handlers, s: SimpleNamespace, gen: SimpleNa
     gen.rand_btn.click(h.random_seed, None, gen.seed, api_name="random_seed").then(
         h.generate, gen_in, gen_out, api_visibility="private", **model)
     gr.on([mix.btn.click, mix.seed_a.submit, mix.seed_b.submit], h.mix, mix_in, mix_out, api_name="mix", **model)
+    gen.label.change(h.generate, gen_in, gen_out, api_visibility="private", **model)
+    mix.label.change(h.mix, mix_in, mix_out, api_visibility="private", **model)
     mix.preset.select(h.layer_preset, [s.net, mix.preset], [mix.first, mix.stop], api_name="layer_preset",
                       preprocess=False).then(h.mix, mix_in, mix_out, api_visibility="private", **model)
     for slider in (mix.first, mix.stop):  # moving a layer slider by hand makes the range a custom one
         slider.input(lambda: "custom", None, mix.preset, api_visibility="private", queue=False)
     gr.on([var.btn.click, var.seed.submit], h.variation, var_in, var_out, api_name="variation", **model)
-    s.net.change(h.select_network, s.net, [s.info, s.cutoff, mix.first, mix.stop, mix.preset],
+    s.net.change(h.select_network, s.net, [s.info, s.cutoff, mix.first, mix.stop, mix.preset, gen.label, mix.label],
                  api_name="select_network", **model).then(h.generate, gen_in, gen_out, api_visibility="private",
                                                           **model)
 
@@ -551,7 +596,8 @@ def _wire_events(demo: gr.Blocks, h: Handlers, s: SimpleNamespace, gen: SimpleNa
     var.tab.select(lambda: "variation", None, tab, api_visibility="private", queue=False)
     gr.on([s.psi.release, s.cutoff.release, s.noise_mode.change, s.noise_seed.submit], h.refresh,
           [tab, s.net, gen.seed, mix.seed_a, mix.seed_b, mix.first, mix.stop, var.seed, var.n, s.psi, s.cutoff,
-           s.noise_mode, s.noise_seed], gen_out + mix_out + var_out, api_visibility="private", **model)
+           s.noise_mode, s.noise_seed, gen.label, mix.label], gen_out + mix_out + var_out, api_visibility="private",
+          **model)
 
 
 def build_demo(networks: dict[str, str | Path] | list, device: str | torch.device = "cpu") -> gr.Blocks:
@@ -577,8 +623,8 @@ def build_demo(networks: dict[str, str | Path] | list, device: str | torch.devic
                                         G0.truncation()[1], most_ws)
             with gr.Column(scale=3):
                 with gr.Tabs():
-                    gen = _generate_tab()
-                    mix = _mixing_tab(_preset_choices(G0), first0, stop0, most_ws)
+                    gen = _generate_tab(G0)
+                    mix = _mixing_tab(G0, _preset_choices(G0), first0, stop0, most_ws)
                     var = _variation_tab()
                     photo = _photo_tab(dirs0["names"][:MAX_SLIDERS] if dirs0 else [], first0, stop0, most_ws)
         _wire_events(demo, h, settings, gen, mix, var, photo)

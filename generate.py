@@ -8,6 +8,8 @@
     python generate.py --figure interp --seeds 1,2,3 --space z     # interpolation GIF, fixed noise
     python generate.py --latents out/projections/me.npz --edit smiling=2   # a projected image (project.py), edited
     python generate.py --figure edit --seeds 0-3 --attribute smiling        # rows of seeds, columns of strengths
+    python generate.py --seeds 0-7 --labels smiling=1,wearing_hat=0  # a conditional network (train.py --cond)
+    python generate.py --figure labels --seeds 0-3                 # a row per class or attribute (off, on)
 
 A seed means the same image on every device and at every batch size: z comes from numpy's RandomState(seed), the
 noise is the network's fixed ('const') noise by default or is drawn on the CPU from the seed ('random'), and on the
@@ -49,7 +51,7 @@ PAPER_PSIS = [1.0, 0.7, 0.5, 0.0, -0.5, -1.0]  # Figure 8's columns
 MIN_CELL = 128  # by default figures upscale small networks' images (nearest) to at least this many pixels a cell
 GAP = 2  # white pixels between figure cells
 BLOCK_GAP = 8  # extra white pixels between the blocks of the style-mixing figure
-FIGURES = ("mixing", "noise", "truncation", "interp", "edit")
+FIGURES = ("mixing", "noise", "truncation", "interp", "edit", "labels")
 EDIT_STRENGTHS = [-3.0, -1.5, 0.0, 1.5, 3.0]  # --figure edit's default columns, in standard deviations of w
 SOFTWARE = "StyleGAN generate.py"
 
@@ -157,6 +159,50 @@ def synthesize(G: Generator, ws: torch.Tensor, noise_mode: str = "const", noise_
             out.append(img.float().cpu() if on_cpu else img.float())
             bar.update(len(img))
     return torch.cat(out)
+
+
+def label_request(G: Generator, cls: str | None = None, labels: str | None = None) -> torch.Tensor | None:
+    """The label row (label_size,) of --class NAME|INDEX or --labels name=1,name=0 for a conditional G; NaN where
+    --labels leaves an attribute open (drawn per seed from the training data's rates). None when neither is
+    given. Raises UsageError in one line for an unconditional network, an unknown name, or a wrong value."""
+    if cls is None and labels is None:
+        return None
+    flag = "--class" if cls is not None else "--labels"
+    cfg = G.cfg
+    if not cfg.label_size:
+        raise UsageError(f"{flag}: this network is unconditional (trained without --cond): leave {flag} out")
+    if cls is not None and labels is not None:
+        raise UsageError("--class and --labels both name labels: pass one of them")
+    names = cfg.label_names or [str(i) for i in range(cfg.label_size)]
+    if cls is not None:
+        if cfg.label_kind != "classes":
+            raise UsageError(f"--class: this network is conditioned on attributes, not classes: pass --labels "
+                             f"{names[0]}=1 (any of {', '.join(names)})")
+        index = names.index(cls) if cls in names else int(cls) if cls.isdigit() and int(cls) < len(names) else None
+        if index is None:
+            raise UsageError(f"--class {cls}: unknown class; the network knows {', '.join(names)} (or 0-{len(names) - 1})")
+        return torch.eye(cfg.label_size)[index]
+    if cfg.label_kind != "attributes":
+        raise UsageError(f"--labels: this network is conditioned on classes: pass --class NAME ({', '.join(names)})")
+    row = torch.full((cfg.label_size,), float("nan"))
+    for item in labels.split(","):
+        name, _, value = item.strip().partition("=")
+        if name not in names:
+            raise UsageError(f"--labels {item}: unknown attribute {name!r}; the network knows {', '.join(names)}")
+        if value not in ("0", "1"):
+            raise UsageError(f"--labels {item}: give {name}=1 (present) or {name}=0 (absent)")
+        row[names.index(name)] = float(value)
+    return row
+
+
+def label_text(G: Generator, row: torch.Tensor | None) -> str:
+    """A label row in words ('smiling=1,wearing_hat=0'; 'class cat'), for file names and figure captions."""
+    if row is None or not G.cfg.label_size:
+        return ""
+    names = G.cfg.label_names or [str(i) for i in range(G.cfg.label_size)]
+    if G.cfg.label_kind == "classes":
+        return f"class {names[int(row.argmax())]}"
+    return ",".join(f"{n}={int(v)}" for n, v in zip(names, row.tolist()) if not math.isnan(v))
 
 
 def iter_images(G: Generator, seeds: list[int], psi: float = 1.0, cutoff: int | None = None,
@@ -447,6 +493,48 @@ def truncation_figure(G: Generator, seeds: list[int], psis: list[float] = PAPER_
 
 
 @torch.no_grad()
+def labels_figure(G: Generator, seeds: list[int], psi: float = 1.0, cutoff: int | None = None,
+                  noise_mode: str = "const", batch: int = 16, upscale: int | None = None,
+                  progress: bool = False) -> Image.Image:
+    """A conditional network by label: for attributes a row per attribute, each seed off then on (the other
+    attributes the seed's own draw, the same in both); for classes a row per class, a column per seed."""
+    cfg = G.cfg
+    if not cfg.label_size:
+        raise UsageError("--figure labels shows a conditional network (train.py --cond); this one is unconditional")
+    names = cfg.label_names or [str(i) for i in range(cfg.label_size)]
+    base = G.label_rows(G.fixed_labels, len(seeds), seeds).cpu()
+    rows, cells = [], []
+    if cfg.label_kind == "classes":
+        for k in range(cfg.label_size):
+            rows.append(f"{names[k]}")
+            cells += [torch.eye(cfg.label_size)[k]] * len(seeds)
+        cols = [f"seed {s}" for s in seeds]
+    else:
+        for k in range(cfg.label_size):
+            rows.append(names[k])
+            for i in range(len(seeds)):
+                for on in (0.0, 1.0):
+                    row = base[i].clone()
+                    row[k] = on
+                    cells.append(row)
+        cols = [f"{s} {'on' if on else 'off'}" for s in seeds for on in (0, 1)]
+    per_row = len(cols)
+    row_seeds = [s for s in seeds for _ in range(per_row // len(seeds))] * cfg.label_size
+    c = torch.stack(cells)
+    w = torch.cat([G.w(seed_to_z(row_seeds[i:i + batch], cfg.z_dim).to(*_where(G)), c[i:i + batch])
+                   for i in range(0, len(c), batch)])
+    ws = G.truncate(G.broadcast(w), psi, cutoff)
+    imgs = to_uint8(synthesize(G, ws, noise_mode, row_seeds, batch, progress, "labels"))
+    imgs = imgs.reshape(cfg.label_size, per_row, *imgs.shape[1:])
+    labels = [cols] + [[None] * per_row] * (cfg.label_size - 1)
+    fig = compose([list(r) for r in imgs], labels, rows, upscale or auto_upscale(cfg.resolution))
+    layout = json.loads(fig.info["layout"])
+    layout.update(rows=rows, cols=cols)
+    fig.info["layout"] = json.dumps(layout)
+    return fig
+
+
+@torch.no_grad()
 def interpolation_frames(G: Generator, seeds: list[int], space: str = "w", frames: int = 60, loop: bool = False,
                          psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const", batch: int = 16,
                          progress: bool = False) -> np.ndarray:
@@ -466,7 +554,7 @@ def interpolation_frames(G: Generator, seeds: list[int], space: str = "w", frame
         a, b, tt = torch.cat([a, src[-1:]]), torch.cat([b, src[-1:]]), torch.cat([tt, torch.zeros(1, dtype=tt.dtype)])
     if space == "z":
         z = slerp(a, b, tt)
-        w = torch.cat([G.mapping(z[i:i + batch].to(device, dtype)) for i in range(0, len(z), batch)])
+        w = torch.cat([G.w(z[i:i + batch].to(device, dtype)) for i in range(0, len(z), batch)])
     else:
         w = (a + (b - a) * tt[:, None]).to(device, dtype)
     ws = G.truncate(G.broadcast(w), psi, cutoff)
@@ -532,6 +620,8 @@ EXAMPLES = """examples:
   python generate.py --figure mixing --rows 1-3 --cols 4-8 --styles 0-3
   python generate.py --figure noise --seeds 5 --samples 100    stochastic variation and std map (Figure 4)
   python generate.py --figure truncation --seeds 1-4 --psis 1,0.7,0.5,0,-0.5,-1   (Figure 8)
+  python generate.py --seeds 0-7 --class cat                   a conditional network's class (or --labels a=1,b=0)
+  python generate.py --figure labels --seeds 0-3               a row per class, or per attribute off and on
   python generate.py --figure interp --seeds 1,2,3 --space z --frames 60 --loop --format gif
   python generate.py --latents out/projections/me.npz          render a projected image (project.py)
   python generate.py --latents me.npz --figure mixing --cols 4-8       the projection as A, seeds as B
@@ -556,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "network's; 1, none, except 0.7 for NVIDIA's networks)")
     p.add_argument("--trunc-cutoff", type=int_at_least(0), metavar="N", help="truncate style layers [0, N) (default: "
                    "the network's; all, except 8 for NVIDIA's networks)")
+    p.add_argument("--class", dest="cls", metavar="NAME", help="a conditional network's class (name or index)")
+    p.add_argument("--labels", metavar="A=1,B=0", help="a conditional network's attributes, e.g. smiling=1,"
+                   "wearing_hat=0 (the others drawn per seed from the training data's rates)")
+    p.add_argument("--trunc-center", choices=("w_avg", "label"), default="w_avg",
+                   help="truncate toward the tracked w_avg (default, as the official code) or toward the mean w of "
+                        "the requested label (10k samples; keeps the class at low psi)")
     p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
                    help="const: the network's fixed noise; random: drawn from each seed; none (default const)")
     p.add_argument("--outdir", help="output folder (default: out/<run>-<options>)")
@@ -616,6 +712,12 @@ class Job:
         self.network = resolve_network(args.network)
         self.G = G = load_generator(self.network, device, args.dtype)
         self.psi, self.cutoff = G.truncation(args.trunc, args.trunc_cutoff)  # None: the network's defaults
+        G.fixed_labels = self.label = label_request(G, args.cls, args.labels)
+        if args.trunc_center == "label":
+            if self.label is None or self.label.isnan().any():
+                raise UsageError("--trunc-center label needs the whole label: --class NAME, or every attribute in "
+                                 "--labels")
+            G.trunc_center = G.label_w_avg(self.label)
         self.styles = parse_styles(args.styles, G.num_ws, G.cfg.resolution) if self.fig == "mixing" else None
         self.edits, self.dirs, self.edit = self.parse_edits()
         self.labels, self.ws, self.noise = (read_latents(G, self.latent_files) if self.latent_files
@@ -626,7 +728,8 @@ class Job:
         self.upscale = args.upscale or auto_upscale(G.cfg.resolution)
         self.outdir = Path(args.outdir) if args.outdir else Path("out") / self.default_outdir_name()
         self.meta = {"network": str(self.network), "psi": f"{self.psi:g}", "cutoff": str(self.cutoff),
-                     "noise_mode": args.noise_mode}
+                     "noise_mode": args.noise_mode, **({"labels": label_text(G, self.label),
+                                                         "trunc_center": args.trunc_center} if self.label is not None else {})}
 
     def parse_sources(self) -> tuple[list[int], list[int], list[int]]:
         """(seeds, mixing rows, mixing cols), checked against the figure and the latent files."""
@@ -679,6 +782,10 @@ class Job:
             tag.append(f"psi{self.psi:g}")
         if args.trunc_cutoff is not None:
             tag.append(f"cutoff{self.cutoff}")
+        if args.cls is not None or args.labels is not None:
+            tag.append(slug(("class-" + args.cls) if args.cls is not None else args.labels.replace("=", "")))
+        if args.trunc_center == "label":
+            tag.append("label-centre")
         if self.fig != "noise" and args.noise_mode != "const":
             tag.append(f"noise-{args.noise_mode}")
         return "-".join(tag)
@@ -783,6 +890,13 @@ class Job:
                                           self.upscale, progress=True)]
         return ([self.outdir / f"truncation-seeds{slug(args.seeds)}-psis{slug(args.psis)}.png"], make,
                 [{"figure": "truncation (Figure 8)", "seeds": self.seeds, "psi": self.psis}])
+
+    def figure_labels(self):
+        args = self.args
+        make = lambda: [labels_figure(self.G, self.seeds, self.psi, self.cutoff, args.noise_mode, args.batch,
+                                      self.upscale, progress=True)]
+        return ([self.outdir / f"labels-seeds{slug(args.seeds)}.png"], make,
+                [{"figure": "by label", "seeds": self.seeds, "labels": self.G.cfg.label_names}])
 
     def write_interpolation(self) -> list[Path]:
         args, G = self.args, self.G

@@ -53,9 +53,9 @@ from latents import directions_path, network_fingerprint, save_directions
 from model import slerp, style_ranges
 
 PPL_METRICS = ("ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend")
-METRICS = (*PPL_METRICS, "ls", "mixing", "fidN")  # every metric's name; fidN: fid50k, fid10k, fid2k, ...
+METRICS = (*PPL_METRICS, "ls", "mixing", "label_acc", "fidN")  # every metric's name; fidN: fid50k, fid10k, fid2k, ...
 METRIC_CHOICES = ", ".join(METRICS) + " (fidN: fid50k, fid10k, fid2k, ...)"
-DEFAULT_NUM = {"ppl": 100_000, "ls": 200_000, "mixing": 1000}  # paper: 100 k PPL pairs, 200 k separability images;
+DEFAULT_NUM = {"ppl": 100_000, "ls": 200_000, "mixing": 1000, "label_acc": 1000}  # paper: 100 k PPL pairs, 200 k separability images;
 # FID: in its name; mixing (not in the paper): pairs of faces
 PPL_EPSILON = 1e-4
 LPIPS_MIN_SIZE = 32  # departure: smaller images are upsampled before LPIPS (see LPIPSDistance)
@@ -63,7 +63,7 @@ INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid-helper-pytorc
 RESULTS_NAME = "metrics.json"
 
 # Per-metric random streams, so that PPL, FID and separability samples are independent for one --seed.
-STREAM_PPL, STREAM_FID, STREAM_LS, STREAM_MIRROR, STREAM_MIXING = 1, 2, 3, 4, 5
+STREAM_PPL, STREAM_FID, STREAM_LS, STREAM_MIRROR, STREAM_MIXING, STREAM_LABEL = 1, 2, 3, 4, 5, 6
 
 # LinearSVC exactly as the official code ran it: scikit-learn 0.20's defaults, spelled out so that the score does
 # not move with scikit-learn's defaults (1.3 changed `dual`). random_state departs: 0, not None (numpy's global
@@ -89,6 +89,16 @@ def _safe_name(text: str) -> str:
 def sample_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     """The random generator of sample `index`: a pure function of (seed, metric stream, index)."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(stream), int(index)])))
+
+
+def sample_labels(G, seed: int, stream: int, indices) -> torch.Tensor | None:
+    """A conditional G's labels for samples `indices` of a metric stream, drawn from the training data's label
+    distribution (as the official code draws its fakes'), a pure function of (seed, stream, index); None for an
+    unconditional G."""
+    if not G.cfg.label_size:
+        return None
+    return G.seed_labels([int(np.random.SeedSequence([int(seed), int(stream), int(i), 1]).generate_state(1)[0])
+                          for i in indices])
 
 
 def _process_state():
@@ -128,7 +138,7 @@ def stream_samples(G, indices: np.ndarray, seed: int, stream: int, device) -> tu
         z.append(rng.standard_normal(G.cfg.z_dim))
         noise_seeds.append(int(rng.integers(2**63)))
     z = torch.from_numpy(np.stack(z)).float().to(device)
-    ws = G.map(z, psi=1.0)  # untruncated, even for a network whose default truncates
+    ws = G.map(z, psi=1.0, labels=sample_labels(G, seed, stream, indices))  # untruncated, even where G's default truncates
     return z, synthesize(G, ws, "random", noise_seeds, batch=len(ws), on_cpu=False)
 
 
@@ -253,11 +263,13 @@ def ppl_distances(G, indices, space: str, sampling: str, seed: int = 0, epsilon:
     distance = distance or lpips_vgg(device)
     z0, z1, t, noise_seeds = ppl_inputs(indices, seed, G.cfg.z_dim, sampling)
     z0, z1, t = z0.to(device), z1.to(device), t.to(device)
+    c = sample_labels(G, seed, STREAM_PPL, indices)  # a conditional pair keeps one label at both ends
+    c = None if c is None else torch.cat([c, c])
     if space == "z":  # latent arithmetic in float64, cast before the network
         e0, e1 = slerp(z0, z1, t), slerp(z0, z1, t + epsilon)
-        w = G.mapping(torch.cat([e0, e1]).float())
+        w = G.w(torch.cat([e0, e1]).float(), c)
     else:
-        w01 = G.mapping(torch.cat([z0, z1]).float()).double()
+        w01 = G.w(torch.cat([z0, z1]).float(), c).double()
         w0, w1 = w01.chunk(2)
         w = torch.cat([torch.lerp(w0, w1, t), torch.lerp(w0, w1, t + epsilon)]).float()
     ws = G.broadcast(w)  # no truncation
@@ -647,9 +659,10 @@ def load_classifier(dataset_name: str, resolution: int, device="cpu") -> tuple[A
 
 
 def attribute_classifier(data: str, resolution: int, device="cpu", progress: bool = True, pad: bool = False,
-                         cache_dir: str | None = None, **train_kwargs):
-    """The cached classifier for `data` at `resolution`, training and saving one the first time."""
-    dataset = make_dataset(data, resolution=resolution, pad=pad, cache_dir=cache_dir)
+                         cache_dir: str | None = None, cond: bool = False, **train_kwargs):
+    """The cached classifier for `data` at `resolution`, training and saving one the first time. cond: on the
+    labels train.py --cond reads (a folder's dataset.json or class subfolders)."""
+    dataset = make_dataset(data, resolution=resolution, pad=pad, cache_dir=cache_dir, cond=cond)
     if not dataset.attribute_names:
         raise DataError(f"{data!r} has no labels to train attribute classifiers on: pass --data "
                                     "synthetic (or a labelled data set) for ls")
@@ -684,7 +697,8 @@ def separability(G, classifier: nn.Module, num: int = DEFAULT_NUM["ls"], seed: i
     logits = np.stack([v for _, v in out])
     # Latents are a pure function of the index: recompute them instead of gathering them across processes.
     z = np.stack([sample_rng(seed, STREAM_LS, i).standard_normal(G.cfg.z_dim) for i in range(num)])
-    w = torch.cat([G.mapping(torch.from_numpy(c).float().to(device)).cpu() for c in np.array_split(z, max(1, num // 4096))])
+    w = torch.cat([G.w(torch.from_numpy(z[i]).float().to(device), sample_labels(G, seed, STREAM_LS, i)).cpu()
+                   for i in np.array_split(np.arange(num), max(1, num // 4096))])
     score_z, h_z = separability_score(z, logits, keep)
     normals = []
     score_w, h_w = separability_score(w.numpy(), logits, keep, normals)
@@ -713,7 +727,8 @@ def mixing_attribution(G, classifier: nn.Module, num: int = DEFAULT_NUM["mixing"
         for idx in _batches(np.arange(num), batch):
             z = [sample_rng(seed, STREAM_MIXING, i).standard_normal((2, G.cfg.z_dim)) for i in idx]
             z = torch.from_numpy(np.stack(z)).float().to(device)  # (n, 2, z_dim): A and B
-            ws_a, ws_b = G.map(z[:, 0], psi=1.0), G.map(z[:, 1], psi=1.0)
+            c = sample_labels(G, seed, STREAM_MIXING, idx)  # A and B of a pair share a conditional G's label
+            ws_a, ws_b = G.map(z[:, 0], psi=1.0, labels=c), G.map(z[:, 1], psi=1.0, labels=c)
             batches = {"A": ws_a, "B": ws_b}
             for name, (first, stop, _) in ranges.items():
                 mixed = ws_a.clone()
@@ -744,6 +759,44 @@ def format_mixing_table(result: dict, names: list[str], markdown: bool = False) 
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     return "\n".join("  ".join(str(x).rjust(w) if j else str(x).ljust(w) for j, (x, w) in enumerate(zip(r, widths)))
                      for r in [header] + rows)
+
+
+@torch.no_grad()
+def label_accuracy(G, classifier: nn.Module, num: int = DEFAULT_NUM["label_acc"], seed: int = 0, batch: int = 32,
+                   device=None, progress: bool = True) -> dict[str, float]:
+    """A conditional G's agreement with its labels, per label name. Attributes: `num` samples per attribute, half
+    asked with it on and half off (the other attributes drawn from the data's rates), scored by whether the
+    classifier's logit for it is positive. Classes: `num` samples in all, each class asked equally often, scored by
+    whether the classifier's most likely class is the one asked for. No truncation, random noise."""
+    device = device or _device_of(G)
+    cfg = G.cfg
+    names = cfg.label_names or [str(i) for i in range(cfg.label_size)]
+    classes = cfg.label_kind == "classes"
+    tasks = [(j, k % cfg.label_size) for j, k in enumerate(range(num))] if classes else \
+        [(a * num + k, a) for a in range(cfg.label_size) for k in range(num)]
+    hits = {n: [] for n in names}
+    with _progress(len(tasks), "label_acc", progress) as bar:
+        for chunk in _batches(np.arange(len(tasks)), batch):
+            idx = np.array([tasks[i][0] for i in chunk])
+            which = [tasks[i][1] for i in chunk]
+            c = sample_labels(G, seed, STREAM_LABEL, idx)
+            want = []
+            for row, (i, a) in enumerate(zip(idx, which)):
+                if classes:
+                    c[row] = torch.eye(cfg.label_size)[a]
+                else:
+                    c[row, a] = float(i % 2)  # alternately off and on
+                want.append(float(c[row, a]))
+            z = torch.from_numpy(np.stack([sample_rng(seed, STREAM_LABEL, i).standard_normal(cfg.z_dim)
+                                           for i in idx])).float().to(device)
+            noise_seeds = [int(sample_rng(seed, STREAM_LABEL, i).integers(2**63)) for i in idx]
+            img = synthesize(G, G.map(z, psi=1.0, labels=c), "random", noise_seeds, batch=len(z), on_cpu=False)
+            logits = classifier(torch.from_numpy(to_uint8(img)).permute(0, 3, 1, 2).to(device)).cpu()
+            for row, (a, w) in enumerate(zip(which, want)):
+                said = float(logits[row].argmax() == a) if classes else float(logits[row, a] > 0)
+                hits[names[a]].append(said if classes else float(said == w))
+            bar.update(len(idx))
+    return {n: float(np.mean(v)) if v else float("nan") for n, v in hits.items()}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -779,7 +832,7 @@ def default_num(metric: str) -> int:
     if metric.startswith("fid"):
         m = re.fullmatch(r"fid(\d+)(k?)", metric)
         return int(m.group(1)) * (1000 if m.group(2) else 1)
-    return DEFAULT_NUM[metric if metric in ("ls", "mixing") else "ppl"]
+    return DEFAULT_NUM[metric if metric in ("ls", "mixing", "label_acc") else "ppl"]
 
 
 def results_path(network: str) -> Path:
@@ -871,6 +924,12 @@ def main(argv=None):
         if "mixing" in entries:
             print("style mixing: share of mixes whose attribute follows B, by the styles B supplies")
             print(format_mixing_table(entries["mixing"], entries["mixing"]["attributes"]))
+        if "label_acc" in entries:
+            e = entries["label_acc"]
+            print(f"{'label: agreement':<24}{'asked':>10}{'classifier hold-out':>22}")
+            for a, v in e["agreement"].items():
+                note = "" if a in e["counted"] else "  (not counted: the classifier itself is unsure)"
+                print(f"{a:<24}{v:>10.3f}{e['classifier_holdout_accuracy'][a]:>22.3f}{note}")
         print(f"results written to {path}")
         if run.directions is not None:
             print(f"attribute directions written beside the network ({run.directions})")
@@ -896,6 +955,8 @@ class MetricRun:
             results = self.separability(num)
         elif name == "mixing":
             results = self.mixing(num)
+        elif name == "label_acc":
+            results = self.label_acc(num)
         else:
             results = self.fid(name, num)
         seconds = time.time() - t0
@@ -942,6 +1003,26 @@ class MetricRun:
                                    "scales": {a: ATTRIBUTE_SCALES.get(a) for a in names},
                                    "classifier": {"dataset": info["dataset"],
                                                   "holdout_accuracy": info["holdout_accuracy"]}})]
+
+    def label_acc(self, num: int):
+        """How often a classifier of the data's labels agrees with the label asked for (conditional networks); the
+        value is the mean over the labels the classifier itself gets right (hold-out accuracy above 0.9)."""
+        cfg = self.G.cfg
+        if not cfg.label_size:
+            raise UsageError("label_acc measures a conditional network (train.py --cond); this one is unconditional")
+        classifier, info = attribute_classifier(self.data, cfg.resolution, self.device, progress=self.main_proc,
+                                                pad=self.pad, cache_dir=self.args.cache_dir, cond=True)
+        if info["attribute_names"] != list(cfg.label_names or info["attribute_names"]):
+            raise UsageError(f"the labels of {self.data} ({', '.join(info['attribute_names'])}) are not the "
+                             f"network's ({', '.join(cfg.label_names)}): pass --data with the training data")
+        r = label_accuracy(self.G, classifier, num=num, seed=self.args.seed, batch=self.args.batch,
+                           device=self.device, progress=self.main_proc)
+        holdout = info["holdout_accuracy"]
+        names = info["attribute_names"]
+        trusted = [a for a in names if holdout[a] > 0.9]
+        value = float(np.mean([r[a] for a in trusted])) if trusted else float("nan")
+        return [("label_acc", value, {"agreement": r, "classifier_holdout_accuracy": holdout, "counted": trusted,
+                                      "kind": cfg.label_kind, "classifier": {"dataset": info["dataset"]}})]
 
     def fid(self, name: str, num: int):
         dataset = make_dataset(self.data, resolution=self.G.cfg.resolution, pad=self.pad,

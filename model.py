@@ -64,6 +64,10 @@ class NetworkConfig:
     mbstd_group: int = 4  # minibatch standard deviation group size (discriminator)
     default_cutoff: int | None = None  # truncation cutoff used when a caller passes none; None = all layers
     default_psi: float = 1.0  # truncation psi used when a caller passes none (NVIDIA's networks: 0.7, cutoff 8)
+    label_size: int = 0  # conditioning labels (the official code's label_size): 0 = unconditional
+    label_names: list[str] | None = None  # what each label means (class names, attributes), for the scripts
+    label_kind: str = "classes"  # "classes": one-hot, one class per image; "attributes": each label 0 or 1
+    label_prior: list[float] | None = None  # the training data's class frequencies or attribute rates
 
     def channels(self, res: int) -> int:
         return min(self.channel_base // res, self.channel_max)
@@ -90,6 +94,16 @@ class NetworkConfig:
             raise ValueError("mapping_layers=0 needs z_dim == w_dim (w is then the normalized z)")
         if self.mapping_layers < 0:
             raise ValueError("mapping_layers must be >= 0")
+        if self.label_size < 0:
+            raise ValueError(f"label_size must be >= 0, not {self.label_size}")
+        if self.label_size and self.mapping_layers == 0:
+            raise ValueError("label_size > 0 needs a mapping network (the labels are embedded into its input)")
+        if self.label_names is not None and len(self.label_names) != self.label_size:
+            raise ValueError(f"{len(self.label_names)} label names for label_size {self.label_size}")
+        if self.label_prior is not None and len(self.label_prior) != self.label_size:
+            raise ValueError(f"{len(self.label_prior)} label frequencies for label_size {self.label_size}")
+        if self.label_kind not in ("classes", "attributes"):
+            raise ValueError(f"label_kind must be 'classes' or 'attributes', not {self.label_kind!r}")
         if self.channels(self.resolution) < 1:
             raise ValueError(f"channel_base {self.channel_base} gives no channels at {self.resolution}^2: raise it")
         return self
@@ -251,14 +265,22 @@ class ToRGB(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """f: Z -> W. Normalizes z (pixel norm), then `num_layers` dense layers with leaky ReLU and lr multiplier 0.01."""
+    """f: Z -> W. Normalizes z (pixel norm), then `num_layers` dense layers with leaky ReLU and lr multiplier 0.01.
 
-    def __init__(self, z_dim: int, w_dim: int, num_layers: int, width: int, lr_mul: float):
+    Conditional (label_size > 0), as the official G_mapping: the labels are embedded by a plain matrix to w_dim
+    (no bias, no weight scaling, initialised N(0, 1)) and concatenated after z, before the pixel norm."""
+
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, width: int, lr_mul: float, label_size: int = 0):
         super().__init__()
-        dims = [z_dim] + [width] * (num_layers - 1) + [w_dim] if num_layers > 0 else []
+        dims = [z_dim + (w_dim if label_size else 0)] + [width] * (num_layers - 1) + [w_dim] if num_layers > 0 else []
         self.layers = nn.ModuleList(EqualLinear(a, b, lr_mul=lr_mul) for a, b in zip(dims[:-1], dims[1:]))
+        self.embed = nn.Parameter(torch.randn(label_size, w_dim)) if label_size else None
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            assert labels is not None and labels.shape == (z.shape[0], self.embed.shape[0]), \
+                f"a conditional mapping needs labels ({z.shape[0]}, {self.embed.shape[0]})"
+            z = torch.cat([z, labels.to(z.dtype) @ self.embed.to(z.dtype)], dim=1)
         x = pixel_norm(z)
         for layer in self.layers:
             x = F.leaky_relu(layer(x), 0.2)
@@ -383,10 +405,15 @@ class Generator(nn.Module):
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
         self.cfg = cfg.validate()
-        self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_width, cfg.mapping_lr_mul)
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_width, cfg.mapping_lr_mul,
+                                      cfg.label_size)
         self.synthesis = SynthesisNetwork(cfg)
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))  # moving average of w, for truncation
         self.render_dtype = None  # the autocast of the scripts' rendering (generate.load_generator); None: none
+        # A conditional G's labels where a caller gives none: one row (label_size,) set by the scripts (--class,
+        # --labels); None draws them from the training data's label distribution (label_prior).
+        self.fixed_labels: torch.Tensor | None = None  # NaN entries: drawn per sample, as if unset
+        self.trunc_center: torch.Tensor | None = None  # truncation's centre where not w_avg (label_w_avg)
 
     @property
     def num_ws(self) -> int:
@@ -407,12 +434,16 @@ class Generator(nn.Module):
         cutoff = (self.cfg.default_cutoff or self.num_ws) if cutoff is None else cutoff
         return check_psi(psi), check_cutoff(cutoff, self.num_ws)
 
-    def truncate(self, ws: torch.Tensor, psi: float | None = None, cutoff: int | None = None) -> torch.Tensor:
-        """w' = w_avg + psi (w - w_avg) on style layers [0, cutoff) (paper Sec. 4.1 / Appendix B)."""
+    def truncate(self, ws: torch.Tensor, psi: float | None = None, cutoff: int | None = None,
+                 avg: torch.Tensor | None = None) -> torch.Tensor:
+        """w' = w_avg + psi (w - w_avg) on style layers [0, cutoff) (paper Sec. 4.1 / Appendix B). avg: another
+        centre instead of the tracked w_avg (w_dim,), or one per sample (N, w_dim): see label_w_avg."""
         psi, cutoff = self.truncation(psi, cutoff)
         if psi == 1.0 or cutoff == 0:
             return ws
-        avg = self.w_avg.to(ws.dtype)
+        avg = avg if avg is not None else self.trunc_center if self.trunc_center is not None else self.w_avg
+        avg = avg.to(ws.device, ws.dtype)
+        avg = avg.unsqueeze(1) if avg.ndim == 2 else avg
         layer = torch.arange(self.num_ws, device=ws.device).view(1, -1, 1)
         return torch.where(layer < cutoff, avg.lerp(ws, psi), ws)
 
@@ -427,22 +458,80 @@ class Generator(nn.Module):
         """w (N, w_dim) -> ws (N, num_ws, w_dim): the same w for every style layer."""
         return w.unsqueeze(1).repeat(1, self.num_ws, 1)
 
-    def map(self, z: torch.Tensor, psi: float | None = None, cutoff: int | None = None) -> torch.Tensor:
+    def w(self, z: torch.Tensor, labels=None) -> torch.Tensor:
+        """z (N, z_dim) -> w (N, w_dim): the mapping, with a conditional G's labels as label_rows gives them."""
+        return self.mapping(z, self.label_rows(labels, len(z)))
+
+    def map(self, z: torch.Tensor, psi: float | None = None, cutoff: int | None = None,
+            labels: torch.Tensor | None = None) -> torch.Tensor:
         """z (N, z_dim) -> ws (N, num_ws, w_dim), broadcast to every style layer and truncated."""
-        return self.truncate(self.broadcast(self.mapping(z)), psi, cutoff)
+        return self.truncate(self.broadcast(self.w(z, labels)), psi, cutoff)
+
+    def label_rows(self, labels, n: int, seeds=None) -> torch.Tensor | None:
+        """labels as (n, label_size) on G's device and dtype: None for an unconditional G; one row (label_size,)
+        is repeated for every sample. Given none: fixed_labels, else labels drawn from the data's distribution
+        (per seed where `seeds` are given, so that a seed keeps its label)."""
+        if not self.cfg.label_size:
+            return None
+        if labels is None:
+            labels = self.fixed_labels
+        drawn = lambda: self.seed_labels(seeds) if seeds is not None else self.draw_labels(n)  # noqa: E731
+        if labels is None:
+            labels = drawn()
+        p = self.w_avg
+        labels = torch.as_tensor(labels).to(p.device, p.dtype)
+        labels = labels.expand(n, -1) if labels.ndim == 1 else labels
+        if labels.isnan().any():  # the labels left open: drawn from the data's distribution
+            labels = torch.where(labels.isnan(), drawn().to(labels), labels)
+        return labels
+
+    def _prior(self) -> torch.Tensor:
+        prior = self.cfg.label_prior or [1.0 / self.cfg.label_size if self.cfg.label_kind == "classes" else 0.5] * \
+            self.cfg.label_size
+        return torch.tensor(prior, dtype=torch.float64)
+
+    def draw_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n label rows drawn (on the CPU) from the training data's distribution, as the official code draws the
+        fakes' labels: one-hot classes by their frequency, or each attribute by its rate."""
+        prior = self._prior()
+        if self.cfg.label_kind == "classes":
+            eye = torch.eye(self.cfg.label_size)
+            return eye[torch.multinomial(prior.clamp_min(0), n, replacement=True, generator=generator)]
+        # attributes by their rates (labels beyond 0/1 count as their clamped mean: training itself draws the fakes'
+        # labels from the data's own rows, so this affects only the scripts' default labels)
+        return torch.bernoulli(prior.clamp(0, 1).expand(n, -1), generator=generator).float()
+
+    def seed_labels(self, seeds) -> torch.Tensor:
+        """One label row per seed, drawn as draw_labels from a generator of that seed (apart from its z)."""
+        return torch.cat([self.draw_labels(1, torch.Generator().manual_seed(int(s) + 2**40)) for s in seeds])
 
     @torch.no_grad()
-    def w_from_seeds(self, seeds, batch: int = 16) -> torch.Tensor:
-        """seeds -> w (N, w_dim) on G's device and in its dtype; the same w for a seed on every device and batch."""
+    def w_from_seeds(self, seeds, batch: int = 16, labels=None) -> torch.Tensor:
+        """seeds -> w (N, w_dim) on G's device and in its dtype; the same w for a seed on every device and batch.
+        labels: for a conditional G, one row for all seeds or one per seed."""
         p = self.w_avg
         z = seed_to_z(seeds, self.cfg.z_dim)
-        return torch.cat([self.mapping(z[i:i + batch].to(p.device, p.dtype)) for i in range(0, len(z), batch)])
+        c = self.label_rows(labels, len(z), seeds)
+        return torch.cat([self.mapping(z[i:i + batch].to(p.device, p.dtype), None if c is None else c[i:i + batch])
+                          for i in range(0, len(z), batch)])
 
     def ws_from_seeds(self, seeds, psi: float | None = None, cutoff: int | None = None,
-                      batch: int = 16) -> torch.Tensor:
+                      batch: int = 16, labels=None, avg: torch.Tensor | None = None) -> torch.Tensor:
         """The seed-to-style contract of every script: seeds -> z (seed_to_z) -> w -> truncated ws
-        (N, num_ws, w_dim). psi and cutoff as in truncation()."""
-        return self.truncate(self.broadcast(self.w_from_seeds(seeds, batch)), psi, cutoff)
+        (N, num_ws, w_dim). psi and cutoff as in truncation(); labels as in w_from_seeds; avg as in truncate()."""
+        return self.truncate(self.broadcast(self.w_from_seeds(seeds, batch, labels)), psi, cutoff, avg)
+
+    @torch.no_grad()
+    def label_w_avg(self, labels, num: int = 10_000, seed: int = 0, batch: int = 500) -> torch.Tensor:
+        """The mean w of `num` latents drawn with one label row (label_size,): a truncation centre that keeps that
+        class or attribute at low psi, where the tracked w_avg (over the training labels) pulls toward the mix."""
+        z = torch.randn(num, self.cfg.z_dim, generator=torch.Generator().manual_seed(seed))
+        p = self.w_avg
+        total = torch.zeros(self.cfg.w_dim, dtype=torch.float64, device=p.device)
+        for i in range(0, num, batch):
+            zb = z[i:i + batch].to(p.device, p.dtype)
+            total += self.mapping(zb, self.label_rows(labels, len(zb))).double().sum(0)
+        return (total / num).to(p.dtype)
 
     def noise_from_seeds(self, seeds) -> list[torch.Tensor | None]:
         """Per-layer noise (N, 1, r, r) for G.synthesis, image i's drawn on the CPU from seeds[i]: the same noise for
@@ -459,16 +548,18 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, psi: float = 1.0, cutoff: int | None = None, res: int | None = None,
                 alpha: float = 1.0, noise_mode: str = "random", noise: list | None = None,
                 mix_z: torch.Tensor | None = None, mix_layer: int | torch.Tensor | None = None,
-                return_w: bool = False):
+                return_w: bool = False, labels: torch.Tensor | None = None):
         """Training and inference in one call (so DDP sees every parameter use).
 
-        mix_z, mix_layer: style mixing; layers >= mix_layer (an int, or one per sample) take mix_z's w.
-        return_w: also return the un-broadcast w (N, w_dim) of z, for the w_avg update."""
+        mix_z, mix_layer: style mixing; layers >= mix_layer (an int, or one per sample) take mix_z's w (mapped with
+        the same labels, as in the official G_style). return_w: also return the un-broadcast w (N, w_dim) of z,
+        for the w_avg update. labels (N, label_size): a conditional G's labels."""
         assert z.ndim == 2 and z.shape[1] == self.cfg.z_dim, f"z must be (N, {self.cfg.z_dim}), got {tuple(z.shape)}"
-        w = self.mapping(z)
+        labels = self.label_rows(labels, len(z))
+        w = self.mapping(z, labels)
         ws = self.broadcast(w)
         if mix_z is not None:
-            ws = self.mix(ws, self.mapping(mix_z).unsqueeze(1), mix_layer, self.num_ws)
+            ws = self.mix(ws, self.mapping(mix_z, labels).unsqueeze(1), mix_layer, self.num_ws)
         ws = self.truncate(ws, psi, cutoff)
         img = self.synthesis(ws, res=res, alpha=alpha, noise_mode=noise_mode, noise=noise)
         return (img, w) if return_w else img
@@ -522,9 +613,10 @@ class Discriminator(nn.Module):
         self.mbstd = MinibatchStdDev(cfg.mbstd_group)
         self.conv = EqualConv2d(c4 + 1, c4, 3)
         self.fc = EqualLinear(c4 * 16, c2)
-        self.out = EqualLinear(c2, 1, gain=1.0)
+        self.out = EqualLinear(c2, max(cfg.label_size, 1), gain=1.0)  # conditional: one score per label
 
-    def forward(self, img: torch.Tensor, res: int | None = None, alpha: float = 1.0) -> torch.Tensor:
+    def forward(self, img: torch.Tensor, res: int | None = None, alpha: float = 1.0,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
         res = res or self.cfg.resolution
         assert img.ndim == 4 and img.shape[2:] == (res, res), f"expected images at {res}x{res}, got {tuple(img.shape)}"
         x = F.leaky_relu(self.fromrgb[f"b{res}"](img), 0.2)
@@ -538,7 +630,12 @@ class Discriminator(nn.Module):
                 x = low + (x - low) * alpha
         x = F.leaky_relu(self.conv(self.mbstd(x)), 0.2)
         x = F.leaky_relu(self.fc(x.flatten(1)), 0.2)
-        return self.out(x).squeeze(1)  # (N,) logits
+        scores = self.out(x)
+        if not self.cfg.label_size:
+            return scores.squeeze(1)  # (N,) logits
+        # the official D_basic's LabelSwitch: the score of the given label (or the sum over the attributes given)
+        assert labels is not None and labels.shape == scores.shape, f"a conditional D needs labels {tuple(scores.shape)}"
+        return (scores * labels.to(scores.dtype)).sum(1)
 
 
 def style_ranges(resolution: int) -> dict[str, tuple[int, int, str]]:

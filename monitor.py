@@ -93,6 +93,7 @@ class Monitor:
                         dynamic_ncols=True,
                         bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} kimg [{elapsed}<{remaining}{postfix}]")
         self.grid_z = seed_to_z(GRID_SEEDS, G_ema.cfg.z_dim).to(accel.device)
+        self.grid_c = G_ema.label_rows(None, len(GRID_SEEDS), GRID_SEEDS)  # a conditional G's: fixed per seed
         self.steps = []  # (phase, losses on the device, cur_nimg after the step, seconds) since the last tick
         self.res_time = {}  # resolution -> [seconds, images] since the last tick
         self.tick_nimg, self.tick_time = cur_nimg, time.time()
@@ -141,7 +142,7 @@ class Monitor:
     def save_samples(self, phase, cur_nimg: int) -> None:
         """G_ema's images of the fixed grid latents, at the final resolution, to samples/ and the tracker."""
         with torch.no_grad():
-            img = self.G_ema(self.grid_z, res=phase.res, alpha=phase.alpha, noise_mode="const")
+            img = self.G_ema(self.grid_z, res=phase.res, alpha=phase.alpha, noise_mode="const", labels=self.grid_c)
         img = F.interpolate(img, size=self.G_ema.cfg.resolution, mode="nearest")
         path = self.run_dir / "samples" / f"fakes-{cur_nimg:09d}.png"
         grid = save_grid(to_uint8(img), path, cols=8)

@@ -13,12 +13,14 @@ configuration comes from `static_kwargs` and the variables' shapes (never the fi
 mapped by name to our state dicts:
 
     G_mapping/Dense{i}/weight [in, out]           mapping.layers.{i}.weight (transposed)
+    G_mapping/LabelConcat/weight [labels, w]      mapping.embed (conditional networks: label_size > 0)
     G_synthesis/{r}x{r}/Conv0_up/weight [3,3,i,o] synthesis.blocks.b{r}.conv0.weight (o, i, 3, 3)
     G_synthesis/{r}x{r}/Conv0_up/StyleMod/...     synthesis.blocks.b{r}.epi0.adain.affine...
     G_synthesis/noise{i}                          the fixed noise of style layer i (noise_mode='const')
     G_synthesis/ToRGB_lod{l}                      synthesis.torgb.b{R / 2**l}
     dlatent_avg                                   w_avg
     D: FromRGB_lod{l}, {r}x{r}/Conv0, Conv1_down, 4x4/Conv, Dense0, Dense1 -> fromrgb, blocks, conv, fc, out
+       (a conditional D's Dense1 has one output per label)
 
     python official.py karras2019stylegan-ffhq-1024x1024.pkl --out networks/ffhq1024   # convert once
 """
@@ -174,12 +176,11 @@ def infer_config(path: Path, g_state: dict, d_state: dict) -> NetworkConfig:
     v = _variables(path, g_state)
     # Options our networks fix to the official defaults.
     for key, default in (("nonlinearity", "lrelu"), ("mapping_nonlinearity", "lrelu"), ("use_wscale", True),
-                         ("normalize_latents", True), ("fmap_decay", 1.0), ("blur_filter", [1, 2, 1]),
-                         ("label_size", 0)):
+                         ("normalize_latents", True), ("fmap_decay", 1.0), ("blur_filter", [1, 2, 1])):
         if _plain(kw.get(key, default)) != default:
             raise _unsupported(path, f"{key}={kw[key]!r}")
     for key, default in (("nonlinearity", "lrelu"), ("use_wscale", True), ("fmap_decay", 1.0),
-                         ("blur_filter", [1, 2, 1]), ("label_size", 0), ("mbstd_num_features", 1)):
+                         ("blur_filter", [1, 2, 1]), ("mbstd_num_features", 1)):
         if _plain(dkw.get(key, default)) != default:
             raise _unsupported(path, f"a discriminator with {key}={dkw[key]!r}")
     switches = tuple(bool(kw.get(k, d)) for k, d in (("use_styles", True), ("const_input_layer", True),
@@ -204,7 +205,12 @@ def infer_config(path: Path, g_state: dict, d_state: dict) -> NetworkConfig:
         raise NetworkError(f"{path}: the mapping network's layers are not Dense0..Dense{len(dense) - 1}; it is not "
                            "a complete official network")
     w_dim = v["dlatent_avg"].shape[0]
-    z_dim = v["G_mapping/Dense0/weight"].shape[0] if dense else w_dim
+    label_size = v["G_mapping/LabelConcat/weight"].shape[0] if "G_mapping/LabelConcat/weight" in v else 0
+    if int(kw.get("label_size", 0)) != label_size or int(dkw.get("label_size", 0)) != label_size:
+        raise NetworkError(f"{path}: static_kwargs say label_size {kw.get('label_size', 0)} (D "
+                           f"{dkw.get('label_size', 0)}) but the mapping network embeds {label_size} labels")
+    # a conditional mapping's first layer takes z and the w_dim-wide label embedding
+    z_dim = v["G_mapping/Dense0/weight"].shape[0] - (w_dim if label_size else 0) if dense else w_dim
     fmap = {k: (kw.get(k, d), dkw.get(k, d)) for k, d in (("fmap_base", 8192), ("fmap_max", 512))}
     if any(g != d for g, d in fmap.values()) or kw.get("num_channels", 3) != dkw.get("num_channels", 1):
         raise _unsupported(path, "a discriminator whose widths or channels differ from the generator's")
@@ -229,6 +235,7 @@ def infer_config(path: Path, g_state: dict, d_state: dict) -> NetworkConfig:
             mbstd_group=int(mbstd),
             default_psi=float(psi) if truncates else 1.0,  # G_style's defaults: psi 0.7 on the first 8 layers
             default_cutoff=int(cutoff) if truncates else None,
+            label_size=label_size,
         ).validate()
     except ValueError as e:
         raise NetworkError(f"{path}: its configuration does not fit our networks ({e})") from None
@@ -269,6 +276,8 @@ def generator_names(cfg: NetworkConfig, kw: dict) -> dict[str, tuple[str, object
     for i in range(cfg.mapping_layers):
         names[f"mapping.layers.{i}.weight"] = (f"G_mapping/Dense{i}/weight", _dense)
         names[f"mapping.layers.{i}.bias"] = (f"G_mapping/Dense{i}/bias", _same)
+    if cfg.label_size:
+        names["mapping.embed"] = ("G_mapping/LabelConcat/weight", _same)  # [labels, w_dim], used as labels @ weight
     style = cfg.architecture == "style"
     for r in cfg.resolutions:
         ours, theirs = f"synthesis.blocks.b{r}", f"G_synthesis/{r}x{r}"

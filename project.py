@@ -82,7 +82,7 @@ def w_spread(G: Generator, num: int = W_STD_SAMPLES, seed: int = 0) -> float:
     """sqrt(E |w - w_avg|^2) over `num` mapped z: the scale of the exploration noise added to w."""
     p = next(G.parameters())
     z = torch.from_numpy(np.random.RandomState(seed).randn(num, G.cfg.z_dim)).to(p.device, p.dtype)
-    w = torch.cat([G.mapping(c) for c in z.split(1000)])
+    w = torch.cat([G.w(c) for c in z.split(1000)])
     return float(((w - G.w_avg.to(w.dtype)) ** 2).sum(1).mean().sqrt())
 
 

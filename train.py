@@ -125,6 +125,8 @@ class TrainConfig:
                               "fid2k,ppl_wend): to metrics.jsonl, the tracker and the status line", metavar="NAMES")
     metrics_num: int | None = option(None, "samples for each of --metrics (default: each metric's own; fidN: N)",
                                      int_at_least(2), metavar="N")
+    cond: bool = option(False, "conditional training (the official label_size): labels from dataset.json beside the "
+                               "images, else one class per subfolder; the synthetic faces' 10 attributes")
     batch_gpu: int | None = option(None, "hold at most N images per process at a time (gradient accumulation over "
                                          "the minibatch; the same training, less memory)", int_at_least(1), metavar="N")
 
@@ -323,10 +325,11 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, scale: float = 1.0
     return (grad.float() / scale).square().sum(dim=[1, 2, 3]).mean()
 
 
-def wgan_gp_penalty(D, real: torch.Tensor, fake: torch.Tensor, res: int, alpha: float) -> torch.Tensor:
+def wgan_gp_penalty(D, real: torch.Tensor, fake: torch.Tensor, res: int, alpha: float,
+                    labels: torch.Tensor | None = None) -> torch.Tensor:
     eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     mixed = real.lerp(fake, eps).requires_grad_(True)
-    (grad,) = torch.autograd.grad(D(mixed, res=res, alpha=alpha).sum(), mixed, create_graph=True)
+    (grad,) = torch.autograd.grad(D(mixed, res=res, alpha=alpha, labels=labels).sum(), mixed, create_graph=True)
     return (grad.float().flatten(1).norm(dim=1) - 1).square().mean()
 
 
@@ -421,7 +424,7 @@ class TrainStep:
     and fade-in come from the phase of each call. A step never waits for the device: whether its losses were finite
     is kept on the device (self.finite), and train() asks at each tick and before each checkpoint."""
 
-    def __init__(self, cfg: TrainConfig, accel, G, D, G_ema: Generator, opt_G, opt_D):
+    def __init__(self, cfg: TrainConfig, accel, G, D, G_ema: Generator, opt_G, opt_D, labels=None):
         self.cfg, self.accel = cfg, accel
         self.G, self.D, self.G_ema, self.opt_G, self.opt_D = G, D, G_ema, opt_G, opt_D
         self.G_raw, self.D_raw = accel.unwrap_model(G), accel.unwrap_model(D)
@@ -435,6 +438,12 @@ class TrainStep:
         self.ema_pairs = (list(G_ema.parameters()), [p.detach() for p in self.G_raw.parameters()])
         self.buffer_pairs = (list(G_ema.buffers()), list(self.G_raw.buffers()))
         self.finite = FiniteWatch()
+        # A conditional network's fakes take the labels of random training images, as the official code draws
+        # them (training_set.get_random_labels): the data's own label distribution.
+        self.label_pool = None
+        if self.G_raw.cfg.label_size:
+            assert labels is not None and labels.shape[1] == self.G_raw.cfg.label_size, "a conditional run needs labels"
+            self.label_pool = torch.as_tensor(labels, dtype=torch.float32).to(self.device)
         self.streams = SliceStreams(cfg.seed, accel.process_index, accel.num_processes, self.device)
         self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
         if self.device.type == "cuda":
@@ -449,22 +458,30 @@ class TrainStep:
                         mix_layer=int(torch.randint(1, n_layers, ())))
         return {}
 
+    def fake_labels(self, batch: int) -> torch.Tensor | None:
+        if self.label_pool is None:
+            return None
+        return self.label_pool[torch.randint(len(self.label_pool), (batch,), device=self.device)]
+
     def ema_beta(self, batch: int, cur_nimg: int) -> float:
         half_life = self.cfg.ema_kimg * 1000
         if self.cfg.ema_rampup:
             half_life = min(half_life, cur_nimg * self.cfg.ema_rampup)
         return 0.5 ** (batch / max(half_life, 1e-8))
 
-    def __call__(self, real_u8: torch.Tensor, phase: Phase, step: int, cur_nimg: int) -> torch.Tensor:
-        """One iteration on this process's reals (uint8 at the data's resolution), the `step`-th of the run, with
-        `cur_nimg` images shown before it. Returns the D loss, the penalty and the G loss, averaged over processes,
+    def __call__(self, real_u8: torch.Tensor, phase: Phase, step: int, cur_nimg: int,
+                 real_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """One iteration on this process's reals (uint8 at the data's resolution; with their labels for a
+        conditional network), the `step`-th of the run, with `cur_nimg` images shown before it. Returns the D loss, the penalty and the G loss, averaged over processes,
         on the device. With --batch-gpu the process's minibatch is run in slices whose gradients add up before each
         optimizer step: the same step as that many processes would take (see SliceStreams)."""
         for opt in (self.opt_G, self.opt_D):
             for group in opt.param_groups:
                 group["lr"] = phase.lr
         parts = self.slices(real_u8.shape[0], phase)
-        d_loss, pen = self.d_step(real_u8, phase, step, parts)
+        if self.label_pool is not None:
+            real_labels = real_labels.to(self.device, torch.float32)
+        d_loss, pen = self.d_step(real_u8, real_labels, phase, step, parts)
         g_loss, w = self.g_step(phase, parts)
         losses = self.accel.reduce(torch.stack([d_loss, pen, g_loss]).float(), "mean")
         self.finite.note(losses, cur_nimg)
@@ -484,7 +501,8 @@ class TrainStep:
         with self.streams.use(j), contextlib.nullcontext() if j == len(parts) - 1 else self.accel.no_sync(model):
             yield
 
-    def d_step(self, real_u8: torch.Tensor, phase: Phase, step: int, parts: list) -> tuple[torch.Tensor, ...]:
+    def d_step(self, real_u8: torch.Tensor, real_labels, phase: Phase, step: int,
+               parts: list) -> tuple[torch.Tensor, ...]:
         """D's loss on fakes and reals, with R1 (or the WGAN-GP penalty), summed over the slices, and its step."""
         self.D_raw.requires_grad_(True)
         self.opt_D.zero_grad(set_to_none=True)
@@ -492,24 +510,27 @@ class TrainStep:
         for j, part in enumerate(parts):
             with self.part(j, parts, self.D):
                 real = prepare_reals(real_u8[part], phase, self.cfg.mirror).contiguous(memory_format=self.layout)
-                d_loss, pen, d_total = self.d_losses(real, phase, step)
+                c = None if real_labels is None else real_labels[part]
+                d_loss, pen, d_total = self.d_losses(real, c, phase, step)
                 self.accel.backward(d_total * (real.shape[0] / n))
             d_sum, pen_sum = d_sum + d_loss.detach() * (real.shape[0] / n), pen_sum + pen.detach() * (real.shape[0] / n)
         self.opt_D.step()
         return d_sum, pen_sum
 
-    def d_losses(self, real: torch.Tensor, phase: Phase, step: int) -> tuple[torch.Tensor, ...]:
-        """(D loss, penalty, total) of one slice of reals (in [-1, 1] at phase.res)."""
+    def d_losses(self, real: torch.Tensor, real_c, phase: Phase, step: int) -> tuple[torch.Tensor, ...]:
+        """(D loss, penalty, total) of one slice of reals (in [-1, 1] at phase.res), with their labels (a
+        conditional network) or None."""
         cfg, accel, res, alpha, b = self.cfg, self.accel, phase.res, phase.alpha, real.shape[0]
+        z = torch.randn(b, self.z_dim, device=self.device)
+        fake_c = self.fake_labels(b)
         with torch.no_grad(), accel.autocast():  # the fakes D sees are mixed too, as in the official G_style
-            fake = self.G_raw_fast(torch.randn(b, self.z_dim, device=self.device), res=res, alpha=alpha,
-                                   **self.mixing_args(b, res))
+            fake = self.G_raw_fast(z, res=res, alpha=alpha, labels=fake_c, **self.mixing_args(b, res))
         do_r1 = cfg.loss == "logistic" and cfg.gamma > 0 and step % cfg.r1_interval == 0
         D = self.D if do_r1 or cfg.loss != "logistic" else self.D_fast
         real = real.detach().requires_grad_(do_r1)
         with accel.autocast():
-            real_logits = D(self.aug(real), res=res, alpha=alpha).float()
-            fake_logits = D(self.aug(fake.detach()), res=res, alpha=alpha).float()
+            real_logits = D(self.aug(real), res=res, alpha=alpha, labels=real_c).float()
+            fake_logits = D(self.aug(fake.detach()), res=res, alpha=alpha, labels=fake_c).float()
             if cfg.loss == "logistic":
                 d_loss = d_logistic_loss(real_logits, fake_logits)
                 scale = accel.scaler.get_scale() if accel.scaler is not None else 1.0
@@ -518,7 +539,7 @@ class TrainStep:
                 return d_loss, pen, d_loss + pen * (cfg.r1_weight(res) / 2) * cfg.r1_interval
             # WGAN-GP with epsilon drift 0.001 (ProGAN / the paper's CelebA-HQ runs)
             d_loss = fake_logits.mean() - real_logits.mean()
-            pen = wgan_gp_penalty(self.D, real.detach(), fake.detach(), res, alpha)
+            pen = wgan_gp_penalty(self.D, real.detach(), fake.detach(), res, alpha, real_c)
             return d_loss, pen, d_loss + cfg.gamma * pen + 0.001 * real_logits.square().mean()
 
     def g_step(self, phase: Phase, parts: list) -> tuple[torch.Tensor, torch.Tensor]:
@@ -532,10 +553,11 @@ class TrainStep:
             b = part.stop - part.start
             with self.part(j, parts, self.G):
                 z = torch.randn(b, self.z_dim, device=self.device)
+                c = self.fake_labels(b)
                 with self.accel.autocast():
-                    fake, w = self.G_fast(z, res=res, alpha=alpha, return_w=True, **self.mixing_args(b, res))
+                    fake, w = self.G_fast(z, res=res, alpha=alpha, return_w=True, labels=c, **self.mixing_args(b, res))
                     # D is called unwrapped here: its parameters need no gradient, so its DDP hooks must not fire.
-                    fake_logits = self.D_raw_fast(self.aug(fake), res=res, alpha=alpha).float()
+                    fake_logits = self.D_raw_fast(self.aug(fake), res=res, alpha=alpha, labels=c).float()
                     g_loss = g_nonsaturating_loss(fake_logits) if self.cfg.loss == "logistic" else -fake_logits.mean()
                 self.accel.backward(g_loss * (b / n))
             g_sum, ws = g_sum + g_loss.detach() * (b / n), ws + [w.detach()]
@@ -648,14 +670,36 @@ def every(kimg: float, cur_nimg: int) -> int:
 
 
 def training_data(cfg: TrainConfig):
-    """The run's data set (built into the cache the first time), checked against the network."""
+    """The run's data set (built into the cache the first time), checked against the network. With --cond the
+    network's label_size, label names, kind and the data's label distribution come from the data's labels."""
     dataset = data.make_dataset(cfg.data, cfg.network["resolution"], max_images=cfg.max_images, pad=cfg.pad,
-                                cache_dir=cfg.cache_dir, stream=cfg.stream)
+                                cache_dir=cfg.cache_dir, stream=cfg.stream, cond=cfg.cond)
     channels = cfg.network["img_channels"]
     if dataset[0][0].shape[0] != channels:
         raise UsageError(f"the network makes {channels}-channel images but {cfg.data} has {dataset[0][0].shape[0]} "
                          "channels: train on data with as many channels as the network")
+    if cfg.cond:
+        cfg.network.update(data_labels(dataset, cfg))
     return dataset
+
+
+def data_labels(dataset, cfg: TrainConfig) -> dict:
+    """The label fields of a conditional network trained on `dataset`; a resumed or fine-tuned network's own must
+    agree with them."""
+    labels = dataset.labels
+    if not labels.shape[1]:
+        raise UsageError(f"--cond: {cfg.data} carries no labels: give a dataset.json, one subfolder per class, or "
+                         "train on the synthetic faces")
+    fields = dict(label_size=labels.shape[1], label_names=list(dataset.attribute_names), label_kind=dataset.label_kind,
+                  label_prior=[round(float(x), 6) for x in labels.mean(0)])
+    had = cfg.network.get("label_size", 0), cfg.network.get("label_names")
+    if cfg.init and not had[0]:
+        raise UsageError(f"--cond with --init {cfg.init}: that network is unconditional, so its mapping and D have no "
+                         "place for labels; fine-tune without --cond, or from a conditional network")
+    if had[0] and had != (fields["label_size"], fields["label_names"]):
+        raise UsageError(f"--cond: the network has {had[0]} labels ({', '.join(had[1] or [])}) but {cfg.data} gives "
+                         f"{fields['label_size']} ({', '.join(fields['label_names'])}): train on data with its labels")
+    return fields
 
 
 def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=print,
@@ -672,7 +716,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
     if init is not None and main:
         log_fn(f"fine-tuning from {init.description}" +
                ("; it holds no discriminator, so D starts from random weights" if init.D is None else ""))
-    train_step = TrainStep(cfg, accel, G, D, G_ema, opt_G, opt_D)
+    train_step = TrainStep(cfg, accel, G, D, G_ema, opt_G, opt_D, labels=dataset.labels if cfg.cond else None)
     cur_nimg, stats, opt_key = 0, {"sec_per_kimg": {}}, None  # opt_key: the phase the Adam states belong to
     if resume is not None:
         cur_nimg, stats, opt_key, process_state = load_checkpoint_state(accel, resume, G_ema)
@@ -703,14 +747,14 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, log_fn=pr
             if phase.key != batches_key or batches is None:
                 batches, batches_key = phase_batches(dataset, cfg, phase, cur_nimg, total_nimg, accel, loader_gen), phase.key
             try:
-                real_u8, _labels = next(batches)
+                real_u8, real_labels = next(batches)
             except StopIteration:
                 batches = None
                 continue
             if summary["first_batch"] is None:
                 summary["first_batch"] = real_u8[:4].float().mean().item()
             t0 = time.time()
-            losses = train_step(real_u8.to(device), phase, step, cur_nimg)
+            losses = train_step(real_u8.to(device), phase, step, cur_nimg, real_labels if cfg.cond else None)
             cur_nimg, step = cur_nimg + phase.batch, step + 1
             monitor.step(phase, losses, cur_nimg, time.time() - t0)
             done = cur_nimg >= total_nimg

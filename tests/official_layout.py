@@ -90,10 +90,12 @@ def generator_shapes(kw: dict) -> dict[str, tuple]:
     """Every variable of G_style (with its components) and its shape, from the official build functions."""
     nf, log2 = _nf(kw), int(np.log2(kw.get("resolution", 1024)))
     lat, dlat = kw.get("latent_size", 512), kw.get("dlatent_size", 512)
-    layers, fmaps = kw.get("mapping_layers", 8), kw.get("mapping_fmaps", 512)
+    layers, fmaps, labels = kw.get("mapping_layers", 8), kw.get("mapping_fmaps", 512), kw.get("label_size", 0)
     shapes = {"lod": (), "dlatent_avg": (dlat,)}
+    if labels:  # the official G_mapping embeds the labels to dlatent_size and concatenates them after z
+        shapes["G_mapping/LabelConcat/weight"] = (labels, dlat)
     for i in range(layers):
-        cin, cout = lat if i == 0 else fmaps, dlat if i == layers - 1 else fmaps
+        cin, cout = (lat + (dlat if labels else 0)) if i == 0 else fmaps, dlat if i == layers - 1 else fmaps
         shapes[f"G_mapping/Dense{i}/weight"], shapes[f"G_mapping/Dense{i}/bias"] = (cin, cout), (cout,)
     s = "G_synthesis/"
     shapes[s + "lod"] = ()
@@ -134,7 +136,8 @@ def discriminator_shapes(kw: dict) -> dict[str, tuple]:
                            f"{r}x{r}/Conv1_down/bias": (nf(res - 2),)})
     shapes.update({"4x4/Conv/weight": (3, 3, nf(1) + 1, nf(1)), "4x4/Conv/bias": (nf(1),),
                    "4x4/Dense0/weight": (nf(1) * 16, nf(0)), "4x4/Dense0/bias": (nf(0),),
-                   "4x4/Dense1/weight": (nf(0), 1), "4x4/Dense1/bias": (1,)})
+                   "4x4/Dense1/weight": (nf(0), max(kw.get("label_size", 0), 1)),
+                   "4x4/Dense1/bias": (max(kw.get("label_size", 0), 1),)})
     return shapes
 
 

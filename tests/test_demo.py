@@ -2,6 +2,7 @@
 run in headless Chromium (Debian's chromium driven by Playwright: skipped locally when it is missing, a failure in
 CI, whose install.sh --browser installs it)."""
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import common
@@ -164,7 +166,8 @@ def test_layer_preset_and_select_network_endpoints(client):
     # the tiny 16x16 network has 6 style layers: coarse 4^2 = 0-1, middle 8^2 = 2-3, fine 16^2 = 4-5
     assert tuple(client.predict("00000-tiny", "middle", api_name="/layer_preset")) == (2, 4)
     assert tuple(client.predict("00001-tiny32", "fine", api_name="/layer_preset")) == (6, 8)
-    info, cutoff, first, stop, preset = client.predict("00001-tiny32", api_name="/select_network")
+    info, cutoff, first, stop, preset, gen_label, mix_label = client.predict("00001-tiny32", api_name="/select_network")
+    assert gen_label["visible"] is False and mix_label["visible"] is False  # unconditional: no selector
     assert "32×32" in info and "8 style layers" in info
     assert cutoff["maximum"] == 8 and stop["maximum"] == 8 and first["maximum"] == 7
     assert [v for _, v in preset["choices"]] == ["coarse", "middle", "fine", "custom"]
@@ -250,7 +253,9 @@ def _need_chromium():
         pytest.skip(f"no {demo.CHROMIUM}: install it with `bash install.sh --browser`")
 
 
-def test_browser_generate_then_move_psi(app):
+@contextlib.contextmanager
+def chromium_on(url: str):
+    """(browser, page): headless Chromium on the app at `url`, once the page has made its first image."""
     _need_chromium()
     from playwright.sync_api import sync_playwright
 
@@ -258,40 +263,45 @@ def test_browser_generate_then_move_psi(app):
         browser = demo.launch_chromium(p)
         try:
             page = browser.new_page()
-            page.goto(app)
-            img = page.locator("#generated img")
-            img.wait_for()  # the page makes seed 0's image when it loads
-            seed = page.locator("#seed input[type=number]")
-            seed.fill("123")
-            page.get_by_role("button", name="Generate", exact=True).click()
-            page.wait_for_function("document.querySelector('#generate-info')?.innerText.includes('seed 123')")
-            src = img.get_attribute("src")
-            assert src
-
-            psi = page.locator("#psi input[type=number]")
-            psi.fill("0.1")
-            psi.press("Tab")  # leaving the box releases the slider, which re-runs the open tab
-            page.wait_for_function("document.querySelector('#generate-info')?.innerText.includes('psi 0.1')")
-            assert img.get_attribute("src") != src
-
-            # on the style-mixing tab, the same slider re-runs the mix instead
-            page.get_by_role("tab", name="Style mixing").click()
-            page.get_by_role("button", name="Mix", exact=True).click()
-            mixed = page.locator("#mix-ab img")
-            mixed.wait_for()
-            src = mixed.get_attribute("src")
-            psi.fill("0.9")
-            psi.press("Tab")
-            page.wait_for_function("document.querySelector('#mix-ab img')?.getAttribute('src') !== " + repr(src))
-
-            # a bad seed shows our message in the page, not a traceback
-            page.get_by_role("tab", name="Generate").click()
-            seed.fill("-1")
-            page.get_by_role("button", name="Generate", exact=True).click()
-            page.get_by_text("seed must be a whole number from 0 to 4294967295").first.wait_for()
-            assert "Traceback" not in page.content()
+            page.goto(url)
+            page.locator("#generated img").wait_for()
+            yield browser, page
         finally:
             browser.close()
+
+
+def test_browser_generate_then_move_psi(app):
+    with chromium_on(app) as (_, page):  # the page makes seed 0's image when it loads
+        img = page.locator("#generated img")
+        seed = page.locator("#seed input[type=number]")
+        seed.fill("123")
+        page.get_by_role("button", name="Generate", exact=True).click()
+        page.wait_for_function("document.querySelector('#generate-info')?.innerText.includes('seed 123')")
+        src = img.get_attribute("src")
+        assert src
+
+        psi = page.locator("#psi input[type=number]")
+        psi.fill("0.1")
+        psi.press("Tab")  # leaving the box releases the slider, which re-runs the open tab
+        page.wait_for_function("document.querySelector('#generate-info')?.innerText.includes('psi 0.1')")
+        assert img.get_attribute("src") != src
+
+        # on the style-mixing tab, the same slider re-runs the mix instead
+        page.get_by_role("tab", name="Style mixing").click()
+        page.get_by_role("button", name="Mix", exact=True).click()
+        mixed = page.locator("#mix-ab img")
+        mixed.wait_for()
+        src = mixed.get_attribute("src")
+        psi.fill("0.9")
+        psi.press("Tab")
+        page.wait_for_function("document.querySelector('#mix-ab img')?.getAttribute('src') !== " + repr(src))
+
+        # a bad seed shows our message in the page, not a traceback
+        page.get_by_role("tab", name="Generate").click()
+        seed.fill("-1")
+        page.get_by_role("button", name="Generate", exact=True).click()
+        page.get_by_text("seed must be a whole number from 0 to 4294967295").first.wait_for()
+        assert "Traceback" not in page.content()
 
 
 def test_screenshot_for_the_readme(app, tmp_path):
@@ -299,6 +309,62 @@ def test_screenshot_for_the_readme(app, tmp_path):
     path = demo.take_screenshot(app, tmp_path / "docs" / "demo.png")
     img = Image.open(path)
     assert img.width == 1280 and img.height >= 700 and path.stat().st_size < 400_000
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A conditional network: the class selector, through gradio_client and in Chromium
+
+CLASSES = ["cat", "dog", "fox"]
+
+
+@pytest.fixture(scope="module")
+def cond_setup(tmp_path_factory):
+    cfg = dataclasses.replace(TINY, label_size=3, label_names=CLASSES, label_kind="classes",
+                              label_prior=[0.5, 0.25, 0.25])
+    G = make_tiny_generator(2, cfg)
+    folder = tmp_path_factory.mktemp("cond") / "00000-cond" / "network"
+    save_network(G, folder)
+    blocks = demo.build_demo({"00000-cond": folder}, "cpu")
+    url = demo.launch_demo(blocks, port=_free_port(), block=False)
+    yield G, url
+    blocks.close()
+
+
+def test_class_selector_through_gradio_client(cond_setup, client, tmp_path):
+    G, url = cond_setup
+    c = gr_client.Client(url, verbose=False, download_files=str(tmp_path))
+    args = dict(network="00000-cond", seed=4, psi=1.0, cutoff=6, noise_mode="const", noise_seed=0)
+    cat, dog = (_img(c.predict(**args, label=name, api_name="/generate")[0]) for name in ("cat", "dog"))
+    assert not np.array_equal(cat, dog)
+    np.testing.assert_array_equal(dog, demo.upscale(demo.generate_image(G, 4, 1.0, 6, label="dog")))
+    G.fixed_labels = None
+    expected = G.ws_from_seeds([4], 1.0, labels=torch.tensor([0.0, 1.0, 0.0]))
+    assert torch.equal(G.ws_from_seeds([4], 1.0, labels=demo.label_row(G, "dog")), expected)
+    a, b, m = (_img(p) for p in c.predict("00000-cond", 1, 2, 0, 2, 1.0, 6, "const", 0, "fox", api_name="/mix")[:3])
+    np.testing.assert_array_equal(m, demo.upscale(demo.mix_images(G, 1, 2, 0, 2, 1.0, 6, label="fox")[2]))
+    with pytest.raises(Exception, match="unknown label 'wolf': choose from cat, dog, fox"):
+        c.predict(**args, label="wolf", api_name="/generate")
+    with pytest.raises(Exception, match="this network is unconditional"):  # the other app's networks have none
+        client.predict(network="00000-tiny", seed=1, psi=1.0, cutoff=6, noise_mode="const", noise_seed=0,
+                       label="dog", api_name="/generate")
+    selector = c.predict("00000-cond", api_name="/select_network")[5]
+    assert selector.get("visible", True) and [v for _, v in selector["choices"]] == CLASSES
+
+
+def test_browser_class_selector(cond_setup, app):
+    _, url = cond_setup
+    with chromium_on(url) as (browser, page):
+        img, srcs = page.locator("#generated img"), {}
+        for name in ("fox", "cat"):  # choosing a class re-makes the image with it
+            page.locator("#generate-label input").click()
+            page.get_by_role("option", name=name).click()
+            page.wait_for_function(f"document.querySelector('#generate-info')?.innerText.includes('class {name}')")
+            srcs[name] = img.get_attribute("src")
+        assert srcs["fox"] != srcs["cat"] and "Traceback" not in page.content()
+        other = browser.new_page()  # an unconditional network's page shows no selector
+        other.goto(app)
+        other.locator("#generated img").wait_for()
+        assert other.locator("#generate-label").count() == 0 or not other.locator("#generate-label").is_visible()
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -122,14 +122,16 @@ class LinearGenerator(nn.Module):
 
     def __init__(self, dim=8, res=4, noise_gain=0.0):
         super().__init__()
-        self.cfg = types.SimpleNamespace(z_dim=dim, w_dim=dim, num_ws=2, resolution=res)
+        self.cfg = types.SimpleNamespace(z_dim=dim, w_dim=dim, num_ws=2, resolution=res, label_size=0)
         q, _ = torch.linalg.qr(torch.randn(3 * res * res, dim, generator=torch.Generator().manual_seed(0)))
         self.register_buffer("A", q)  # orthonormal columns: ||A v|| = ||v||
         self.register_buffer("w_avg", torch.zeros(dim))
         self.res, self.noise_gain, self.num_ws = res, noise_gain, 2
-        self.mapping = lambda z: z
+        self.mapping = lambda z, labels=None: z
         self.synthesis = self
 
+    w = model.Generator.w
+    label_rows = model.Generator.label_rows
     broadcast = model.Generator.broadcast  # the real seed-to-image contract around the linear stand-in
     noise_from_seeds = model.Generator.noise_from_seeds
 

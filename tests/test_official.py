@@ -168,6 +168,84 @@ def test_official_configurations_convert_at_full_size(tmp_path, preset):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Conditional networks (label_size 4): tests/data/cond32
+
+
+COND = DATA / "cond32"
+
+
+@pytest.fixture(scope="module")
+def cond(tmp_path_factory):
+    """The conditional reference arrays, and the networks converted from its pickle and from a pickle written from
+    its fused G and D."""
+    with np.load(COND / "official-golden.npz") as f:
+        golden = {k: f[k] for k in f.files}
+    root = tmp_path_factory.mktemp("cond")
+    kw = {**CONFIG, "label_size": 4, "fused_scale": True}
+    fused = root / "fused.pkl"
+    Gn = generator_network("G", kw, variables(golden, "Gf"))
+    write_pkl(fused, Gn, discriminator_network(kw, variables(golden, "Df")), Gn)
+    nets = {"G": official.load_converted(official.convert_pkl(COND / "official-small.pkl", root / "G")),
+            "Gf": official.load_converted(official.convert_pkl(fused, root / "Gf"))}
+    return golden, nets
+
+
+@pytest.mark.parametrize("name", ["G", "Gf"])
+def test_conditional_generators_match_official(cond, name):
+    golden, nets = cond
+    G, _, Gs = nets[name]
+    assert Gs.cfg.label_size == 4 and Gs.mapping.layers[0].weight.shape[1] == 64  # z and the embedding
+    z, c = torch.from_numpy(golden["z"]), torch.from_numpy(golden["zlab"])
+    for key in [k for k in golden if k.startswith(f"{name}/img_psi1_lod")]:
+        res, alpha, up = lod_to_res(float(key.rsplit("lod", 1)[1]))
+        for net in (G, Gs):
+            img = F.interpolate(net(z, psi=1.0, res=res, alpha=alpha, noise_mode="const", labels=c), scale_factor=up)
+            assert rel_err(img, golden[key]) <= TOL, key
+        assert rel_err(Gs.map(z, psi=1.0, labels=c), golden[key.replace("img_psi1", "ws")]) <= TOL
+
+
+def test_conditional_truncation_and_mixing_match_official(cond):
+    golden, nets = cond
+    _, _, Gs = nets["G"]
+    z, c = torch.from_numpy(golden["z"]), torch.from_numpy(golden["zlab"])
+    for key in [k for k in golden if k.startswith("G/img_psi") and "_cut" in k]:
+        psi, cutoff = key[len("G/img_psi"):].split("_cut")
+        img = Gs(z, psi=float(psi), cutoff=int(cutoff), noise_mode="const", labels=c)
+        assert rel_err(img, golden[key]) <= TOL, key
+    assert rel_err(Gs.synthesis(torch.from_numpy(golden["G/ws_mixed"]), noise_mode="const"),
+                   golden["G/img_mixed"]) <= TOL
+    # the seed contract with labels: one row for every seed equals that row repeated
+    one = Gs.ws_from_seeds([1, 2], labels=c[0])
+    assert torch.equal(one, Gs.ws_from_seeds([1, 2], labels=c[0].expand(2, -1)))
+    assert not torch.equal(one, Gs.ws_from_seeds([1, 2], labels=c[1]))
+
+
+@pytest.mark.parametrize("name, prefix", [("G", "D"), ("Gf", "Df")])
+def test_conditional_discriminators_match_official(cond, name, prefix):
+    golden, nets = cond
+    _, D, _ = nets[name]
+    x, c = torch.from_numpy(golden["x"]), torch.from_numpy(golden["xlab"])
+    assert D.out.weight.shape[0] == 4
+    for lod in (0.0, 0.5, 1.0, 1.5):
+        res, alpha, down = lod_to_res(lod)
+        scores = D(F.avg_pool2d(x, down), res=res, alpha=alpha, labels=c)[:, None]
+        assert rel_err(scores, golden[f"{prefix}/scores_lod{lod}"]) <= TOL
+
+
+def test_conditional_random_pickles_convert_and_a_label_mismatch_is_refused(tmp_path, capsys):
+    write_random_pkl(tmp_path / "c.pkl", dict(CONFIG, resolution=8, label_size=3))
+    G = load_network(tmp_path / "c.pkl")
+    assert G.cfg.label_size == 3 and G.mapping.embed.shape == (3, 32)
+    g, d, gs = official.read_pkl(tmp_path / "c.pkl")
+    D = discriminator_network({**d["static_kwargs"], "label_size": 0}, dict(d["variables"]))
+    G_net = generator_network("G", {**CONFIG, "resolution": 8, "label_size": 3}, {
+        **dict(g["variables"]), **{f"{c.state['name']}/{k}": v for c in g["components"].values()
+                                   for k, v in c.state["variables"]}})
+    write_pkl(tmp_path / "bad.pkl", G_net, D, G_net)
+    assert "label_size" in cli_error(capsys, [str(tmp_path / "bad.pkl"), "--out", str(tmp_path / "o")])
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Safety and bad input
 
 
@@ -267,7 +345,7 @@ def test_generate_truncates_an_official_network_by_default(converted, tmp_path):
     assert not np.array_equal(default, run("--trunc", "1"))
 
 
-@pytest.mark.parametrize("kw, message", [(dict(label_size=10), "label_size=10 is not supported"),
+@pytest.mark.parametrize("kw, message", [(dict(normalize_latents=False), "normalize_latents=False is not supported"),
                                          (dict(use_styles=False), "is not supported"),
                                          (dict(fmap_decay=0.5), "fmap_decay=0.5 is not supported")])
 def test_configurations_we_cannot_represent_are_refused_in_one_line(tmp_path, capsys, kw, message):

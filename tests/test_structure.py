@@ -112,6 +112,7 @@ def test_every_train_config_field_is_set_from_the_command_line():
         "keep_checkpoints": 5, "workers": 1, "max_images": 77, "pad": True, "cache_dir": "/tmp/c", "stream": True,
         "cpu": True, "channels_last": False, "init": "some/run", "diffaugment": "color", "freeze_d": 1,
         "compile": True, "tracker": "none", "metrics": "fid2k,ppl_wend", "metrics_num": 16, "batch_gpu": 4,
+        "cond": True,
     }
     options = [f for f in train.fields(train.TrainConfig) if "help" in f.metadata]
     assert {f.name for f in options} == set(values)  # a new field needs a value here, and so a test

@@ -472,9 +472,10 @@ class TrainStep:
     def __call__(self, real_u8: torch.Tensor, phase: Phase, step: int, cur_nimg: int,
                  real_labels: torch.Tensor | None = None) -> torch.Tensor:
         """One iteration on this process's reals (uint8 at the data's resolution; with their labels for a
-        conditional network), the `step`-th of the run, with `cur_nimg` images shown before it. Returns the D loss, the penalty and the G loss, averaged over processes,
-        on the device. With --batch-gpu the process's minibatch is run in slices whose gradients add up before each
-        optimizer step: the same step as that many processes would take (see SliceStreams)."""
+        conditional network), the `step`-th of the run, with `cur_nimg` images shown before it. Returns the D loss,
+        the penalty and the G loss, averaged over processes, on the device. With --batch-gpu the process's
+        minibatch is run in slices whose gradients add up before each optimizer step: the same step as that many
+        processes would take (see SliceStreams)."""
         for opt in (self.opt_G, self.opt_D):
             for group in opt.param_groups:
                 group["lr"] = phase.lr
